@@ -1,0 +1,3 @@
+from textbook.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""The `textbook` command: a thin typer shell over the library.
+
+Commands live in one module each and only parse options and call one library function. This is
+the one place that turns `TextbookError` into `error: <message>` and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from textbook.errors import TextbookError
+
+app = typer.Typer(
+    name="textbook",
+    help="Make small language models good through data: synthetic textbooks and exercises from a teacher LLM, "
+    "settings-agent samples, filtered web text, all as Arrow shards; then train a Mu model and export it for NPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from textbook import __version__
+
+        typer.echo(f"textbook {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Config precedence everywhere: flags > textbook.toml (or --config FILE) > environment > defaults."""
+
+
+def _register() -> None:
+    # Imported here so `import textbook.cli` stays cheap and nothing runs at import time elsewhere.
+    from textbook.cli import shards as shards_cli
+
+    shards_cli.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, prog_name="textbook")
+    except TextbookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""The teacher: any OpenAI-compatible endpoint, through the official `openai` client."""
