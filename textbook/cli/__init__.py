@@ -6,6 +6,7 @@ the one place that turns `TextbookError` into `error: <message>` and a non-zero 
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -38,11 +39,16 @@ def _root(
     """Config precedence everywhere: flags > textbook.toml (or --config FILE) > environment > defaults."""
 
 
-def _register() -> None:
-    # Imported here so `import textbook.cli` stays cheap and nothing runs at import time elsewhere.
-    from textbook.cli import shards as shards_cli
+# Command modules, in the order `textbook --help` lists them; each has `register(app)`.
+# `settings` adds `gen settings` onto the `gen` group, so it comes after `gen`.
+COMMANDS = ("gen", "settings", "filter", "shards", "train", "export")
 
-    shards_cli.register(app)
+
+def _register() -> None:
+    # Imported here so `import textbook.cli` stays cheap: torch, onnx and openai load only in the
+    # command that needs them.
+    for name in COMMANDS:
+        importlib.import_module(f"textbook.cli.{name}").register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     except TextbookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
-        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer's silent exit on Ctrl-C: say how to go on
+            print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
+        raise

@@ -20,7 +20,10 @@ class TeacherConfig:
     concurrency: int = 16
     requests_per_minute: float = 0.0  # 0 = no client-side limit
     tokens_per_minute: float = 0.0
-    max_retries: int = 6
+    max_retries: int = 6  # transport retries per request (429, 5xx, timeouts, dropped connections)
+    output_retries: int = 2  # re-asks after a bad reply (length, content_filter, invalid JSON): each one is paid
+    retry_base_s: float = 0.5  # backoff: a random wait in [0, min(retry_max_s, retry_base_s * 2**attempt)]
+    retry_max_s: float = 60.0
     timeout_s: float = 120.0
     temperature: float = 0.8
     top_p: float = 0.95

@@ -1,0 +1,243 @@
+"""textbook export / infer: a mu-tiny trained here in seconds, exported once, checked every way.
+
+`textbook train` memorises the eight settings rows of tests/mu_fixtures.py, so the model's greedy
+outputs are confident: quantization agreement is then a property of the exporter, not of near-tied
+logits. Test and train splits hold the same rows (a memorisation fixture), so exact match is 100%.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from tests.mu_fixtures import SETTINGS, one_torch_thread, write_settings  # noqa: E402,F401 (one_torch_thread: autouse)
+from textbook.cli import main  # noqa: E402
+from textbook.errors import TextbookError  # noqa: E402
+from textbook.export.check import check_dir  # noqa: E402
+from textbook.export.config import ExportConfig  # noqa: E402
+from textbook.export.exporter import export_run  # noqa: E402
+from textbook.export.runner import Runner  # noqa: E402
+from textbook.shards import write_records  # noqa: E402
+
+SOURCE_LEN, CACHE_LEN = 24, 44  # the fixture's longest query is 19 tokens with EOS, its longest call 40
+
+
+def _train_run(root: Path, data: Path) -> Path:
+    """`textbook train` memorises the tiny settings set (the recipe of tests/test_mu_train.py)."""
+    from textbook.mu.train import TrainConfig, train
+
+    cfg = TrainConfig(data=(str(data),), out=str(root / "run"), preset="mu-tiny", vocab_size=300, batch_size=8,
+                      lr=1e-2, warmup_steps=10, max_steps=120, checkpoint_every=120, log_every=60, eval_batches=1)
+    train(cfg, progress=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = write_settings(root / "data", repeat=4, splits=("train", "test"))
+    _train_run(root, data)
+    cfg = ExportConfig(quantize=("int8", "a16w8", "dynamic"), calibration=str(data), max_source_len=SOURCE_LEN,
+                       max_target_len=CACHE_LEN, calibration_samples=8, parity_samples=16)
+    manifest = export_run(root / "run", root / "out", cfg, progress=False)
+    return root, manifest
+
+
+def _cli(args: list[str]) -> int:
+    """Run the textbook command in-process; its exit code (typer exits 0 on success)."""
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+def _model(root: Path):
+    from textbook.mu.checkpoint import load_model
+
+    return load_model(root / "run")[0]
+
+
+def test_export_writes_graphs_tokenizer_config_and_manifest(exported):
+    root, manifest = exported
+    out = root / "out"
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.a16w8.onnx", "decoder.dynamic.onnx",
+                 "tokenizer.json", "config.json", "export.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "export.json").read_text()) == json.loads(json.dumps(manifest))
+    assert manifest["opset"] >= 17
+    assert manifest["shapes"] == {"source_len": SOURCE_LEN, "cache_len": CACHE_LEN, "layers": 1, "kv_heads": 2,
+                                  "head_dim": 16, "vocab_size": manifest["shapes"]["vocab_size"]}
+    # The decoder reads its fixed-size cache and the encoder's cross K/V, and returns the cache updated.
+    io = manifest["variants"]["fp32"]["io"]["decoder"]
+    inputs = {name: (dtype, dims) for name, dtype, dims in io["inputs"]}
+    assert inputs["past_key_0"] == ("float32", [1, 2, CACHE_LEN, 16])
+    assert inputs["cross_value_0"] == ("float32", [1, 2, SOURCE_LEN, 16])
+    assert inputs["input_ids"] == ("int32", [1, 1]) and inputs["position"] == ("int32", [1])
+    assert [o[0] for o in io["outputs"]] == ["logits", "present_key_0", "present_value_0"]
+
+
+def test_every_shape_static_and_npu_check_clean(exported):
+    root, _ = exported
+    reports = {r.path.name: r for r in check_dir(root / "out")}
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx", "encoder.a16w8.onnx", "decoder.a16w8.onnx"):
+        r = reports[name]
+        assert r.ok, (name, r.findings[:3])
+        assert r.opset >= 17
+        assert all(isinstance(d, int) and d > 0 for _, _, dims in [*r.inputs, *r.outputs] for d in dims)
+        assert not {"If", "Loop", "Scan"} & set(r.op_counts)
+    # Dynamic quantization is the CPU fallback: the checker must say NPUs cannot run it.
+    assert {f.kind for f in reports["decoder.dynamic.onnx"].findings} == {"unsupported-op"}
+    assert "MatMulInteger" in reports["decoder.dynamic.onnx"].op_counts
+
+
+def test_fp32_parity_with_pytorch_on_real_inputs(exported):
+    root, manifest = exported
+    parity = manifest["parity"]["fp32_logits"]
+    assert parity["ok"] and parity["max_abs_diff"] <= 1e-4 and parity["samples"] == 16
+    assert manifest["parity"]["fp32"]["token_agreement"] == 1.0
+    assert manifest["parity"]["fp32"]["exact_match"] == manifest["parity"]["fp32"]["torch_exact_match"] == 1.0
+
+
+def test_kv_cache_decoding_equals_full_recomputation(exported):
+    """Fill every cache slot with arbitrary tokens: each step's logits = the cache-free forward pass."""
+    root, _ = exported
+    model, runner = _model(root), Runner(root / "out", "fp32")
+    rng = np.random.default_rng(0)
+    for query in ("turn on bluetooth", "whats the wether"):
+        ids = runner.source_ids(query)
+        forced = rng.integers(3, model.cfg.vocab_size, CACHE_LEN).tolist()
+        _, logits = runner.run(ids, forced=forced)
+        with torch.no_grad():
+            full = model(torch.tensor([ids]), None, torch.tensor([[model.cfg.bos_id, *forced[:-1]]]))[0].numpy()
+        assert len(logits) == CACHE_LEN
+        assert np.abs(np.concatenate(logits) - full).max() <= 1e-4
+
+
+def test_quantized_variants_run_and_agree(exported):
+    root, manifest = exported
+    for variant, limit in (("int8", 2.0), ("a16w8", 1.0), ("dynamic", 2.0)):
+        p = manifest["parity"][variant]
+        assert p["samples"] == 16 and p["token_agreement"] >= 0.95, (variant, p)
+        assert p["drop_points"] <= limit, (variant, p)
+        entry = manifest["variants"][variant]
+        assert entry["bytes"] < 0.6 * manifest["variants"]["fp32"]["bytes"]
+    query, target, *_ = SETTINGS[2]
+    text, gen = Runner(root / "out", "a16w8")(query)
+    assert text == target and gen.steps == len(gen.tokens) + 1
+
+
+def test_cli_infer_and_check(exported, capsys):
+    root, _ = exported
+    query, target, *_ = SETTINGS[0]
+    assert _cli(["infer", str(root / "out"), query, "--variant", "int8"]) == 0
+    assert capsys.readouterr().out.strip() == target
+    assert _cli(["export", "--check", str(root / "out" / "decoder.onnx")]) == 0
+    assert "NPU check: ok" in capsys.readouterr().out
+
+
+def test_bench_times_every_variant_side_by_side(exported, capsys):
+    root, manifest = exported
+    assert _cli(["infer", str(root / "out"), "--bench", "--data", str(root / "data"), "--requests", "6"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["variant", "size", "MB"]
+    rows = {line.split()[0]: line.split() for line in lines[1:5]}
+    assert set(rows) == {"fp32", "int8", "a16w8", "dynamic"}
+    assert rows["fp32"][2] == "100%" and rows["fp32"][-2] == "1.00x"
+    for name, cells in rows.items():
+        assert float(cells[1]) == round(manifest["variants"][name]["bytes"] / 1e6, 1)
+        assert float(cells[6]) >= float(cells[5]) > 0  # p95 >= p50
+    assert "6 requests per variant" in lines[5]
+
+
+def test_checker_catches_planted_bad_ops(exported, tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    root, _ = exported
+    model = onnx.load(str(root / "out" / "decoder.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # a dynamic dimension
+    model.graph.node.extend([
+        helper.make_node("NonZero", ["source_mask"], ["nz"], name="planted_nonzero"),  # unsupported, data-dependent shape
+        helper.make_node("Add", ["nz", "nz"], ["nz2"], name="planted_int64_add"),  # 64-bit integer arithmetic
+    ])
+    model.graph.output.append(helper.make_tensor_value_info("nz2", TensorProto.INT64, None))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    findings = check_dir(bad)[0].findings
+    kinds = {(f.kind, f.where.split()[-1]) for f in findings}
+    assert ("unsupported-op", "planted_nonzero") in kinds
+    assert ("int64-arithmetic", "planted_int64_add") in kinds
+    assert ("dynamic-shape", "input_ids") in kinds and ("dynamic-shape", "planted_nonzero") in kinds
+    assert _cli(["export", "--check", str(bad)]) == 1
+    assert "[int64-arithmetic] Add planted_int64_add" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_is_a_clear_error(exported, tmp_path, capsys):
+    root, _ = exported
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (run / "model.safetensors").unlink()
+    assert _cli(["export", str(run), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "model.safetensors" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_checkpoint_without_tokenizer_is_a_clear_error(exported, tmp_path):
+    root, _ = exported
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (run / "tokenizer.json").unlink()
+    with pytest.raises(TextbookError, match="tokenizer.json"):
+        export_run(run, tmp_path / "out", progress=False)
+
+
+def test_calibration_data_of_the_wrong_schema_is_a_clear_error(exported, tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass(slots=True)
+    class Doc:
+        id: str
+        text: str
+
+    root, _ = exported
+    web = tmp_path / "web"
+    write_records(web, Doc, [Doc("1", "A page about lists.")])
+    cfg = ExportConfig(quantize=("int8",), calibration=str(web))
+    with pytest.raises(TextbookError, match=r"settings schema: it needs string column\(s\) query"):
+        export_run(root / "run", tmp_path / "out", cfg, progress=False)
+    with pytest.raises(TextbookError, match="--calibration"):
+        export_run(root / "run", tmp_path / "out", ExportConfig(quantize=("a16w8",)), progress=False)
+
+
+def test_infer_errors(exported, tmp_path):
+    root, _ = exported
+    with pytest.raises(TextbookError, match="export.json"):
+        Runner(tmp_path)
+    with pytest.raises(TextbookError, match="no 'int4' variant"):
+        Runner(root / "out", "int4")
+    with pytest.raises(TextbookError, match="--max-source-len"):
+        Runner(root / "out", "fp32").source_ids("turn on bluetooth " * 20)
+
+
+def test_help_imports_no_heavy_dependency():
+    """`textbook --help` and the exporter's light modules load neither torch, onnx nor onnxruntime (nor openai)."""
+    import subprocess
+
+    code = ("import sys; import textbook.cli.export, textbook.export.check, textbook.export.runner, "
+            "textbook.export.exporter, textbook.export.bench, textbook.export.quantize, textbook.export.parity; "
+            "mine = [m for m in ('torch', 'onnx', 'onnxruntime', 'openai') if m in sys.modules]; "
+            "from textbook.cli import _register; _register(); "
+            "cli = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; print(mine, cli)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] []"

@@ -1,0 +1,58 @@
+"""Muon/AdamW routing and the warmup-stable-decay schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.mu_fixtures import one_torch_thread  # noqa: E402,F401 (autouse)
+from textbook.mu.config import preset  # noqa: E402
+from textbook.mu.lora import apply_lora  # noqa: E402
+from textbook.mu.model import Mu  # noqa: E402
+from textbook.mu.optim import build_optimizers, route_parameters, set_lr, wsd  # noqa: E402
+
+
+def test_hidden_matrices_go_to_muon_everything_else_to_adamw():
+    model = Mu(preset("mu-tiny"))
+    routes = route_parameters(model)
+    muon = {name for name, _ in routes["muon"]}
+    adamw = {name for name, _ in routes["adamw"]}
+    assert not muon & adamw
+    assert muon | adamw == {name for name, _ in model.named_parameters()}  # every parameter routed once
+    assert "embed.weight" in adamw  # the shared embedding is also the output head
+    assert all(".weight" in n and ("proj" in n or ".up." in n or ".down." in n) for n in muon)
+    assert all(p.ndim == 2 for _, p in routes["muon"])
+    assert all(n == "embed.weight" or "norm" in n for n in adamw)  # norms (and biases, if any) stay with AdamW
+    assert "encoder_layers.0.attn.q_proj.weight" in muon and "decoder_layers.0.cross_attn.v_proj.weight" in muon
+    assert len(muon) == 2 * (4 + 2) + 1 * (4 + 4 + 2)  # per layer: attention q/k/v/o (x2 in the decoder) and MLP up/down
+
+
+def test_lora_factors_go_to_adamw_and_frozen_weights_nowhere():
+    model = Mu(preset("mu-tiny"))
+    apply_lora(model, rank=2)
+    routes = route_parameters(model)
+    assert routes["muon"] == []
+    assert routes["adamw"] and all("lora_" in name for name, _ in routes["adamw"])
+
+
+def test_build_optimizers_uses_torch_muon_and_adamw():
+    model = Mu(preset("mu-tiny"))
+    muon, adamw = build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert muon.param_groups[0]["ns_coefficients"] == (3.4445, -4.775, 2.0315)
+    assert muon.param_groups[0]["momentum"] == 0.95 and muon.param_groups[0]["nesterov"]
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]  # norms are not decayed
+    assert set_lr([muon, adamw], 0.5) == 5e-4 and adamw.param_groups[1]["lr"] == 5e-4
+
+
+def test_wsd_values():
+    total, warmup = 100, 10  # decay over the last 20 steps (default fraction 0.2)
+    values = [wsd(s, total, warmup) for s in range(total)]
+    assert values[0] == pytest.approx(0.1) and values[4] == pytest.approx(0.5) and values[9] == 1.0
+    assert values[10:80] == [1.0] * 70
+    assert values[80] == 1.0 and values[90] == pytest.approx(0.5) and values[99] == pytest.approx(0.05)
+    assert all(a >= b for a, b in zip(values[80:], values[81:]))
+    assert wsd(50, 100, 10, decay_fraction=0.5) == 1.0 and wsd(75, 100, 10, decay_fraction=0.5) == pytest.approx(0.5)
+    short = [wsd(s, 10, 100, decay_fraction=0.2) for s in range(10)]  # warmup longer than the run: no jump up
+    assert short == pytest.approx([(s + 1) / 100 for s in range(10)])

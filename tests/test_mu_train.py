@@ -1,0 +1,221 @@
+"""Mu training end to end on mu-tiny: memorising a tiny settings set, exact resume, LoRA, distillation, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.mu_fixtures import SETTINGS, one_torch_thread, write_settings, write_text  # noqa: E402,F401 (one_torch_thread: autouse)
+from textbook.errors import TextbookError  # noqa: E402
+from textbook.mu.checkpoint import load_model, load_weights, tokenizer_path  # noqa: E402
+from textbook.mu.config import preset  # noqa: E402
+from textbook.mu.distill import kd_loss  # noqa: E402
+from textbook.mu.lora import LoRALinear, apply_lora, merge_lora  # noqa: E402
+from textbook.mu.model import Mu  # noqa: E402
+from textbook.mu.tokenizer import load_tokenizer  # noqa: E402
+from textbook.mu.train import TrainConfig, train  # noqa: E402
+import textbook.mu.train as train_module  # noqa: E402
+
+FAST = dict(preset="mu-tiny", vocab_size=300, batch_size=8, lr=1e-2, warmup_steps=10, log_every=5, eval_batches=2)
+
+
+def _config(tmp_path, name, data, **changes) -> TrainConfig:
+    return TrainConfig(**{**FAST, "data": (str(data),), "out": str(tmp_path / name), **changes})
+
+
+def _exact_match(run) -> float:
+    model, cfg = load_model(run)
+    tok = load_tokenizer(tokenizer_path(run))
+    correct = 0
+    for query, target, *_ in SETTINGS:
+        src = torch.tensor([tok.encode(query, add_special_tokens=False).ids + [cfg.eos_id]])
+        correct += tok.decode(model.generate(src)[0]) == target
+    return correct / len(SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """mu-tiny memorises the tiny settings set (the trainer can fit data at all)."""
+    tmp = tmp_path_factory.mktemp("mu")
+    data = write_settings(tmp / "settings", repeat=4, splits=("train", "validation"))
+    summary = train(_config(tmp, "run", data, max_steps=120, checkpoint_every=120), progress=False)
+    return tmp, data, summary
+
+
+def test_overfits_a_tiny_settings_set_to_100_percent(trained):
+    tmp, _, summary = trained
+    assert summary["loss"] < 0.05 and summary["val_loss"] < 0.05
+    assert _exact_match(tmp / "run") == 1.0
+    log = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "tokens_per_s", "mfu"} <= set(log[0]) and log[-1]["val_loss"] < 0.05
+
+
+def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
+    from textbook.mu.eval import _judge, eval_settings
+    from textbook.settings.target import load_catalogue
+
+    tmp, data, _ = trained
+    report = eval_settings(tmp / "run", [data], split="validation", latency_samples=5, progress=False)
+    assert report["rows"] == 4 * len(SETTINGS) and report["exact_match"] == 1.0 and report["invalid_rate"] == 0.0
+    assert set(report["by_noise"]) == {"clean", "typo", "abbrev"} and report["by_action"]["set"]["rows"] == 8
+    assert report["latency_ms"]["requests"] == 5 and report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
+    assert json.loads((tmp / "run" / "eval-settings-validation.json").read_text())["exact_match"] == 1.0
+    catalogue = load_catalogue()
+    gold = '{"action":"set","id":"display.brightness","value":70}'
+    assert _judge('{"value":70,"id":"display.brightness","action":"set"}', gold, catalogue) == (True, True)
+    assert _judge('{"action":"set","id":"display.brightness","value":700}', gold, catalogue) == (False, False)
+    assert _judge('{"action":"set","id":"display.brightnes', gold, catalogue) == (False, False)
+    assert _judge('{"action":"increase","id":"display.brightness"}', gold, catalogue) == (True, False)
+    with pytest.raises(TextbookError, match="no 'test' rows"):
+        eval_settings(tmp / "run", [data], split="test", progress=False)
+
+
+def test_eval_lm_reports_perplexity(tmp_path, trained):
+    from textbook.mu.eval import eval_lm
+
+    tmp, _, _ = trained
+    report = eval_lm(tmp / "run", [write_text(tmp_path / "text")], progress=False)
+    assert report["tokens"] > 0 and report["perplexity"] == pytest.approx(math.exp(report["nll_per_token"]))
+
+
+def test_run_rebuilds_from_its_own_config_without_pickle(trained):
+    tmp, _, _ = trained
+    run = tmp / "run"
+    files = {p.name for p in run.rglob("*") if p.is_file()}
+    assert files - {"eval-settings-validation.json", "eval-lm.json"} == {
+        "config.json", "tokenizer.json", "model.safetensors", "log.jsonl", "optimizer.safetensors", "state.json"}
+    config = json.loads((run / "config.json").read_text())
+    model, cfg = load_model(run)
+    assert cfg.to_dict() == config["model"] and isinstance(model, Mu)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+    data = write_settings(tmp_path / "settings", repeat=2)
+    train(_config(tmp_path, "straight", data, max_steps=8, checkpoint_every=4), progress=False)
+
+    real_save = train_module.save_checkpoint
+
+    def killed_after_first_checkpoint(run, model, optimizers, state):
+        real_save(run, model, optimizers, state)
+        raise KeyboardInterrupt  # as if the process were killed right after step 4's checkpoint
+
+    monkeypatch.setattr(train_module, "save_checkpoint", killed_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, "resumed", data, max_steps=8, checkpoint_every=4), progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    train(_config(tmp_path, "resumed", data, max_steps=8, checkpoint_every=4, resume=True), progress=False)
+
+    for name in ("model.safetensors", "checkpoint/model.safetensors", "checkpoint/optimizer.safetensors"):
+        a, b = load_weights(tmp_path / "straight" / name), load_weights(tmp_path / "resumed" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (name, key)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [5, 8]
+
+
+def test_resume_refuses_other_flags_and_missing_runs(tmp_path, trained):
+    tmp, data, _ = trained
+    with pytest.raises(TextbookError, match="started with batch_size=8"):
+        train(_config(tmp, "run", data, max_steps=120, checkpoint_every=120, batch_size=4, resume=True), progress=False)
+    with pytest.raises(TextbookError, match="already holds a run"):
+        train(_config(tmp, "run", data, max_steps=120), progress=False)
+    with pytest.raises(TextbookError, match="not a Mu run directory"):
+        train(_config(tmp_path, "nothing", data, resume=True), progress=False)
+
+
+def test_lora_merge_equals_adapted_model():
+    torch.manual_seed(0)
+    model = Mu(preset("mu-tiny")).eval()
+    trainable = apply_lora(model, rank=4, alpha=8)
+    assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            torch.nn.init.normal_(module.lora_b, std=0.05)  # as if trained (B starts at zero)
+    src, tgt = torch.randint(3, 500, (2, 6)), torch.randint(3, 500, (2, 5))
+    adapted = model(src, None, tgt)
+    merged = merge_lora(model)
+    assert not any(isinstance(m, LoRALinear) for m in merged.modules())
+    assert torch.allclose(merged(src, None, tgt), adapted, atol=1e-5)
+    assert set(merged.state_dict()) == set(Mu(preset("mu-tiny")).state_dict())  # loads as a plain Mu
+
+
+def test_lora_fine_tuning_writes_merged_weights(tmp_path, trained):
+    tmp, data, _ = trained
+    summary = train(_config(tmp_path, "lora", data, init_from=str(tmp / "run"), lora_rank=2, max_steps=6), progress=False)
+    assert summary["trainable"] < summary["parameters"] / 5
+    model, _ = load_model(tmp_path / "lora")  # plain Mu: the adapters are merged in
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
+    with pytest.raises(TextbookError, match="--init-from"):
+        train(_config(tmp_path, "lora2", data, lora_rank=2), progress=False)
+
+
+def test_kd_loss_is_zero_for_the_teacher_itself_and_positive_otherwise():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 50)
+    labels = torch.randint(0, 50, (2, 5))
+    labels[1, 3:] = -100
+    assert float(kd_loss(logits, logits, labels)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_loss(torch.randn(2, 5, 50), logits, labels, temperature=2.0)) > 0.1
+
+
+def test_logit_distillation_trains_and_refuses_another_tokenizer(tmp_path, trained):
+    tmp, data, _ = trained
+    summary = train(_config(tmp_path, "student", data, distill_from=str(tmp / "run"), kd_weight=0.7, max_steps=4), progress=False)
+    assert summary["steps"] == 4
+    assert (tmp_path / "student" / "tokenizer.json").read_bytes() == (tmp / "run" / "tokenizer.json").read_bytes()
+    other = tmp_path / "other.json"
+    from textbook.mu.tokenizer import train_tokenizer
+
+    train_tokenizer(["completely different words"] * 5, 280, other)
+    with pytest.raises(TextbookError, match="another tokenizer"):
+        train(_config(tmp_path, "student2", data, distill_from=str(tmp / "run"), tokenizer=str(other), max_steps=2), progress=False)
+
+
+def test_time_box_cuts_the_step_count_once_and_keeps_it(tmp_path):
+    data = write_settings(tmp_path / "settings", repeat=1)
+    summary = train(_config(tmp_path, "boxed", data, max_steps=10_000, max_minutes=1e-4, checkpoint_every=5), progress=False)
+    assert summary["steps"] == 10  # 10 timed steps, then no time left: the run ends there
+    state = json.loads((tmp_path / "boxed" / "checkpoint" / "state.json").read_text())
+    assert state["total"] == 10 and state["step"] == 10
+
+
+def test_pretraining_task_runs_on_text_shards(tmp_path):
+    data = write_text(tmp_path / "text")
+    summary = train(_config(tmp_path, "pre", data, task="pretrain", max_steps=3, batch_size=2), progress=False)
+    assert summary["tokens"] > 0 and summary["val_loss"] is None
+
+
+def test_cli_does_not_import_torch_and_reports_errors_cleanly(tmp_path):
+    code = "import sys; from textbook.cli import _register; _register(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-m", "textbook", "train", "--preset", "mu-tiny"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip() == "error: no training data: pass --data DIR (a shard directory; repeat for several)"
+
+
+def test_missing_torch_gives_the_install_hint(monkeypatch):
+    from textbook.mu import require_train_deps
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(TextbookError, match=r"pip install 'textbook\[train\]'"):
+        require_train_deps()
+
+
+def test_torchrun_ddp_on_two_cpu_processes(tmp_path, trained):
+    _, data, _ = trained
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "textbook", "train",
+           "--preset", "mu-tiny", "--data", str(data), "--out", str(tmp_path / "ddp"), "--max-steps", "4",
+           "--batch-size", "4", "--grad-accum", "2", "--vocab-size", "300", "--device", "cpu", "--log-every", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("trained") == 1 and "world: 2" in result.stderr  # one summary, from rank 0
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [2, 4]
+    load_model(tmp_path / "ddp")

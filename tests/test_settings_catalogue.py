@@ -1,0 +1,197 @@
+"""The settings catalogue: the bundled Windows catalogue and validation of users' catalogues."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from textbook.settings.catalogue import CatalogueError, describe_catalogue, load_catalogue, validate_catalogue_file
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "cat.yaml"
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def test_bundled_catalogue_is_large_and_complete():
+    cat = load_catalogue()
+    kinds = {}
+    for s in cat.settings:
+        kinds.setdefault(s.type, []).append(s)
+    assert len(cat) >= 300
+    controls = [s for s in cat.settings if s.type != "page"]
+    assert len(controls) >= 150
+    assert len(kinds["page"]) == 226  # every non-removed ms-settings: URI of the official list, one page per URI
+    assert {"toggle", "range", "enum", "action"} <= set(kinds)
+    for s in cat.settings:  # every entry carries everyday words and problem statements
+        assert s.uri.startswith("ms-settings:") and s.category and s.description
+        assert s.synonyms or s.words, s.id
+        assert s.problems, s.id
+    for s in kinds["range"]:
+        assert s.min < s.max and s.step > 0 and s.min <= (s.default if s.default is not None else s.min) <= s.max
+    for s in kinds["enum"]:
+        assert len(s.options) >= 2 and all(o.say for o in s.options)
+    # What people actually change is there, with real values.
+    brightness = cat.get("display.brightness")
+    assert (brightness.type, brightness.min, brightness.max, brightness.unit) == ("range", 0, 100, "%")
+    assert "dark" in cat.get("personalization.colors.mode").option_values
+    assert cat.get("network.reset").undoable is False
+    for sid in ("display.nightlight", "display.scale", "display.resolution", "display.orientation", "display.hdr",
+                "display.refresh_rate", "sound.volume", "sound.output_device", "sound.input_device", "sound.mono_audio",
+                "taskbar.alignment", "taskbar.autohide", "start.layout", "accessibility.pointer_size",
+                "accessibility.text_cursor_thickness", "accessibility.magnifier", "accessibility.narrator",
+                "accessibility.contrast_theme", "accessibility.color_filters", "accessibility.live_captions",
+                "accessibility.sticky_keys", "accessibility.filter_keys", "accessibility.on_screen_keyboard",
+                "network.wifi", "network.airplane_mode", "bluetooth.enabled", "network.hotspot", "network.vpn_connect",
+                "network.proxy_manual", "network.metered", "power.battery_saver", "power.mode",
+                "power.screen_off_plugged", "power.sleep_plugged", "time.timezone", "time.auto_time",
+                "region.short_date", "language.display", "keyboard.layout", "privacy.camera", "privacy.microphone",
+                "privacy.location", "notifications.enabled", "notifications.dnd", "focus.start_session",
+                "clipboard.history", "multitasking.snap", "storage.sense", "windowsupdate.pause",
+                "apps.default_browser", "gaming.game_mode", "mouse.speed", "touchpad.enabled"):
+        assert cat.get(sid) is not None, sid
+    assert "valid catalogue 'windows' with 503 settings" in describe_catalogue()
+
+
+def test_every_problem_reported_with_its_line(tmp_path):
+    path = _write(tmp_path, """
+        name: broken
+        uri_scheme: "app:"
+        settings:
+          - id: page.display
+            type: page
+            uri: app:display
+            category: System
+            name: Display
+            description: Screens.
+          - id: display.brightness
+            type: range
+            uri: app:display
+            name: Brightness
+            description: How bright.
+            min: 0
+            max: 100
+            default: 150
+          - id: display.brightness
+            type: toggle
+            uri: app:display
+            name: Again
+            description: Duplicate id.
+          - id: display.mode
+            type: colour
+            uri: app:display
+            name: Mode
+            description: Unknown type.
+          - id: sound.volume
+            type: range
+            uri: app:sound
+            name: Volume
+            description: Its page is not declared.
+            min: 0
+            max: 100
+            colour: red
+          - id: display.theme
+            type: enum
+            uri: app:display
+            name: Theme
+            description: A problem key that is not an action of an enum.
+            options: [light, dark]
+            default: blue
+            problems:
+              on: [it is too bright]
+    """)
+    errors = validate_catalogue_file(path)
+    text = "\n".join(errors)
+    assert len(errors) == 8, text
+    expected = [
+        (":17:", "default 150 outside range 0..100"),
+        (":18:", "duplicate id (first at line 10)"),
+        (":24:", "unknown type 'colour'"),
+        (":30:", "unknown URI 'app:sound'"),
+        (":28:", "missing category"),
+        (":35:", "unknown key 'colour' for range settings"),
+        (":42:", "default 'blue' is not one of the options"),
+        (":44:", "'on' is not an action of enum settings"),
+    ]
+    for line, message in expected:
+        assert any(line in e and message in e for e in errors), (line, message, text)
+    with pytest.raises(CatalogueError) as exc:
+        load_catalogue(path)
+    assert "8 problem(s)" in str(exc.value) and "duplicate id" in str(exc.value)
+
+
+def test_bad_yaml_and_wrong_shape(tmp_path):
+    path = _write(tmp_path, "settings:\n  - id: a\n    name: [unclosed\n")
+    (error,) = validate_catalogue_file(path)
+    assert "bad YAML" in error and "cat.yaml:" in error
+    path.write_text("- just a list\n")
+    (error,) = validate_catalogue_file(path)
+    assert "a catalogue is a mapping with a `settings:` list" in error
+    assert "no such file" in validate_catalogue_file(tmp_path / "missing.yaml")[0]
+
+
+def test_yaml_12_booleans_and_duplicate_keys(tmp_path):
+    # on/off are action keys and option values, not booleans (YAML 1.1 would make them True/False).
+    path = _write(tmp_path, """
+        settings:
+          - id: page.net
+            type: page
+            uri: net
+            category: Network
+            name: Network
+            description: Network page.
+          - id: net.roaming
+            type: enum
+            uri: net
+            name: Roaming
+            description: Data roaming.
+            options: [on, off]
+            default: off
+            phrases:
+              set:on: [allow roaming]
+            name: Twice
+    """)
+    errors = validate_catalogue_file(path)
+    assert len(errors) == 1 and "key 'name' is written twice" in errors[0] and ":17:" in errors[0]
+    path.write_text(path.read_text().replace("    name: Twice\n", ""))
+    cat = load_catalogue(path)
+    assert cat.get("net.roaming").option_values == ("on", "off")
+    assert cat.get("net.roaming").phrases == {"set:on": ("allow roaming",)}
+
+
+def test_a_users_catalogue_for_another_platform(tmp_path):
+    path = _write(tmp_path, """
+        name: gnome
+        settings:
+          - id: page.power
+            type: page
+            uri: gnome-control-center power
+            category: Power
+            name: Power
+            description: Power settings.
+            words: [battery]
+            problems: {open: [my battery drains]}
+          - id: power.dim_screen
+            type: toggle
+            uri: gnome-control-center power
+            name: Dim screen when inactive
+            description: Dim the screen after a while.
+            synonyms: [screen dimming]
+            problems: {off: [the screen keeps dimming while I read]}
+    """)
+    cat = load_catalogue(path)
+    assert [s.id for s in cat.settings] == ["page.power", "power.dim_screen"]
+    assert cat.get("power.dim_screen").category == "Power"  # inherited from its page
+
+
+def test_the_documented_example_is_a_valid_catalogue(tmp_path):
+    doc = (Path(__file__).resolve().parents[1] / "textbook/settings/FORMAT.md").read_text()
+    example = doc.split("## The catalogue format (YAML)")[1].split("```yaml\n")[1].split("```")[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    assert validate_catalogue_file(path) == []
+    cat = load_catalogue(path)
+    assert cat.get("display.brightness").category == "System" and cat.get("personalization.colors.mode").option_values == ("light", "dark", "custom")

@@ -1,0 +1,89 @@
+"""The teacher path of `textbook gen settings` against the fake OpenAI-compatible server:
+paraphrases prompted with the setting's metadata, and a judge whose disagreements drop samples."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+
+from textbook.settings.config import SettingsConfig
+from textbook.settings.run import generate_settings
+from textbook.shards import read_table
+
+
+class ScriptedTeacher:
+    """Paraphrases every seed three ways; the judge agrees except on the ones marked "mislabel"."""
+
+    def __init__(self):
+        self.labels: dict[str, dict] = {}
+
+    def __call__(self, messages):
+        text = messages[-1]["content"]
+        if text.startswith("You write realistic requests"):
+            seed = re.search(r'^The request: "(.*)"$', text, re.M).group(1)
+            target = json.loads(re.search(r"^As a settings call: (.*)$", text, re.M).group(1))
+            styles = re.findall(r"^- (\w+): ", text.split("one per style below")[1], re.M)
+            paraphrases = [{"style": styles[0], "text": f"please {seed}"},
+                           {"style": styles[1], "text": f"{seed} right now"},
+                           {"style": styles[2], "text": f"mislabel {seed}"}]
+            for p in paraphrases:
+                self.labels[p["text"]] = target
+            return json.dumps({"paraphrases": paraphrases})
+        assert text.startswith("You label requests")
+        answers = []
+        for i, request in re.findall(r"^(\d+)\. (.*)$", text, re.M):
+            label = self.labels[request]
+            if request.startswith("mislabel"):
+                answers.append({"i": int(i), "id": "none", "action": "none", "value": None})
+            else:
+                answers.append({"i": int(i), "id": label["id"], "action": label["action"], "value": label.get("value")})
+        return json.dumps({"answers": answers})
+
+
+def test_paraphrase_and_judge_through_the_fake_server(fake_teacher, tmp_path):
+    fake_teacher.replies = ScriptedTeacher()
+    cfg = SettingsConfig(n=400, out=str(tmp_path / "run"), teacher_share=0.5, paraphrases=3, teacher_batch=16)
+    summary = generate_settings(cfg, fake_teacher.config(concurrency=8), progress=False)
+    rows = read_table(tmp_path / "run/settings").to_pylist()
+    teacher_rows = [r for r in rows if r["source"] == "teacher"]
+    assert len(rows) == 400 and len(teacher_rows) == 200
+    assert all(r["clean_query"].startswith("please ") or r["clean_query"].endswith(" right now") for r in teacher_rows)
+
+    # The judge's disagreements are dropped with their reason, never kept.
+    removed = read_table(tmp_path / "run/settings-removed").to_pylist()
+    judged_out = [r for r in removed if r["reason"] == "judge_none"]
+    assert judged_out and all(r["query"].startswith("mislabel") for r in judged_out)
+    assert not any("mislabel" in r["clean_query"] for r in rows)
+    assert 0.25 < summary.totals["judge_drop_rate"] < 0.4
+    assert summary.totals["teacher_rows"] == 200
+
+    # Every paraphrase of a seed shares the seed's group and split.
+    by_seed = defaultdict(set)
+    for r in teacher_rows:
+        base = r["clean_query"].removeprefix("please ").removesuffix(" right now")
+        by_seed[(base, r["target"])].add((r["seed_id"], r["split"]))
+    assert all(len(v) == 1 for v in by_seed.values())
+    assert any(len([r for r in teacher_rows if (r["seed_id"], r["split"]) in v]) >= 2 for v in by_seed.values())
+
+    # Prompt tuning with metadata: the setting's description and names are in the paraphrase prompt,
+    # and the judge chooses from a shortlist that holds the right setting.
+    requests = [r.body["messages"][-1]["content"] for r in fake_teacher.chat_requests()]
+    para = next(t for t in requests if t.startswith("You write"))
+    assert "- what it does: " in para and "- page: ms-settings:" in para
+    judge_prompts = [t for t in requests if t.startswith("You label")]
+    assert judge_prompts and all(t.count("\n- ") >= 8 for t in judge_prompts)
+
+    served = fake_teacher.served
+    again = generate_settings(cfg, fake_teacher.config(concurrency=8), progress=False)
+    assert again.already_complete and fake_teacher.served == served
+
+
+def test_without_the_judge_every_parsed_paraphrase_is_kept(fake_teacher, tmp_path):
+    fake_teacher.replies = ScriptedTeacher()
+    cfg = SettingsConfig(n=60, out=str(tmp_path / "nojudge"), teacher_share=0.5, paraphrases=3, teacher_batch=8,
+                         judge=False, noise_rate=0.0)
+    summary = generate_settings(cfg, fake_teacher.config(), progress=False)
+    rows = read_table(tmp_path / "nojudge/settings").to_pylist()
+    assert summary.totals["teacher_rows"] == 30 and any(r["query"].startswith("mislabel") for r in rows)
+    assert not any(r.body["messages"][-1]["content"].startswith("You label") for r in fake_teacher.chat_requests())

@@ -1,0 +1,110 @@
+"""`textbook export` and `textbook infer`: NPU-ready ONNX from a Mu run, and ONNX Runtime inference.
+
+torch, onnx and onnxruntime are imported inside the commands only (`textbook --help` stays fast).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from textbook.errors import TextbookError
+
+
+def _queries(data: Optional[Path], split: str, limit: int) -> list[str]:
+    from textbook.export.exporter import EXAMPLE_QUERIES
+    from textbook.export.samples import read_samples
+
+    if data is None:
+        return list(EXAMPLE_QUERIES)
+    return [s.query for s in read_samples(data, split=split, limit=limit)]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        run: Optional[Path] = typer.Argument(None, help="A trained run directory (the --out of `textbook train`)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory for the ONNX graphs, tokenizer, config and manifest."),
+        quantize: Optional[list[str]] = typer.Option(
+            None, "--quantize", "-q",
+            help="none (fp32 only, default), int8, a16w8 (QNN: 16-bit activations, 8-bit weights), dynamic (CPU int8). "
+            "Repeat or comma-separate for several; fp32 is always written.",
+        ),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Settings shards (query, target, split): calibration and held-out parity."),
+        max_source_len: Optional[int] = typer.Option(None, "--max-source-len", help="Static encoder length in tokens (default: the model's)."),
+        max_target_len: Optional[int] = typer.Option(None, "--max-target-len", help="Static KV cache length = most tokens decoded (default: the model's)."),
+        calibration_samples: Optional[int] = typer.Option(None, help="Queries decoded for calibration (default 32)."),
+        parity_samples: Optional[int] = typer.Option(None, help="Held-out queries for agreement and exact match (default 200)."),
+        parity_split: Optional[str] = typer.Option(None, help="Split scored for parity (default test)."),
+        calibration_split: Optional[str] = typer.Option(None, help="Split calibrated on (default train)."),
+        check: Optional[Path] = typer.Option(None, "--check", help="Only check DIR (or one .onnx file) for what NPU execution providers reject."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Config file (default ./textbook.toml); section \\[export]."),
+    ) -> None:
+        """Export a trained Mu run to static-shape ONNX (encoder + KV-cache decoder step), quantize, check parity.
+
+        Example: textbook export runs/settings --out export/settings --quantize a16w8,int8 --calibration out/settings --max-source-len 32 --max-target-len 32
+
+        Check any ONNX graphs for NPU problems: textbook export --check export/settings
+        """
+        if check is not None:
+            from textbook.export.check import check_dir, format_report
+
+            reports = check_dir(check)
+            typer.echo(format_report(reports), nl=False)
+            if not all(r.ok for r in reports):
+                raise typer.Exit(1)
+            return
+        if run is None or out is None:
+            raise TextbookError("give a run and --out: textbook export RUN --out DIR (or --check DIR to lint graphs)")
+        from textbook.config import load_config_file, resolve
+        from textbook.export.config import ExportConfig
+        from textbook.export.exporter import export_run, format_summary
+
+        variants = tuple(v.strip() for item in quantize or [] for v in item.split(",") if v.strip()) or None
+        cli = {
+            "quantize": variants, "calibration": str(calibration) if calibration else None,
+            "max_source_len": max_source_len, "max_target_len": max_target_len,
+            "calibration_samples": calibration_samples, "parity_samples": parity_samples,
+            "parity_split": parity_split, "calibration_split": calibration_split,
+        }
+        cfg = resolve(ExportConfig, cli=cli, file=load_config_file(config).get("export", {}), section="export")
+        manifest = export_run(run, out, cfg)
+        typer.echo(format_summary(manifest, out), nl=False)
+        parity = manifest["parity"]
+        if not parity["fp32_logits"]["ok"]:
+            raise TextbookError("the fp32 graphs do not match PyTorch within 1e-4: this is a bug in textbook export, please report it")
+
+    @app.command("infer")
+    def infer(
+        directory: Path = typer.Argument(..., help="An export directory (the --out of `textbook export`)."),
+        query: Optional[str] = typer.Argument(None, help="A settings request, as typed in the Settings search box."),
+        variant: Optional[str] = typer.Option(None, "--variant", "-v", help="fp32, int8, a16w8 or dynamic (default: the last one exported)."),
+        bench: bool = typer.Option(False, "--bench", help="Benchmark every variant side by side instead of answering one query."),
+        data: Optional[Path] = typer.Option(None, "--data", help="--bench: settings shards to take queries from (default: built-in examples)."),
+        split: str = typer.Option("test", help="--bench: split of --data to use."),
+        requests: int = typer.Option(200, help="--bench: queries per variant."),
+        threads: int = typer.Option(1, help="ONNX Runtime intra-op threads (0 = one per core)."),
+    ) -> None:
+        """Run an exported Mu with ONNX Runtime: greedy decoding with a fixed-size KV cache; prints the function call.
+
+        Example: textbook infer export/settings "make the mouse pointer bigger"
+
+        Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
+        """
+        if bench:
+            from textbook.export.bench import benchmark, format_bench
+
+            queries = _queries(data, split, requests)
+            queries = (queries * (requests // max(len(queries), 1) + 1))[:requests]
+            typer.echo(format_bench(benchmark(directory, queries, variants=[variant] if variant else None, threads=threads)), nl=False)
+            return
+        if not query:
+            raise TextbookError('give a query: textbook infer DIR "turn on bluetooth" (or --bench)')
+        from textbook.export.runner import Runner
+
+        runner = Runner(directory, variant, threads=threads)
+        text, gen = runner(query)
+        typer.echo(text)
+        typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, {gen.total_s * 1000:.0f} ms)", err=True)

@@ -1,0 +1,172 @@
+"""`textbook filter FILES... --out DIR`, `textbook filter annotate ...`, `textbook filter train ...`.
+
+Click cannot give a group both a variadic FILES argument and subcommands (the files would swallow
+the subcommand's name), so `filter` is a group whose first word is checked: a subcommand name runs
+that subcommand, anything else runs the hidden `run` command with all the words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+
+class _DefaultGroup(TyperGroup):
+    """Routes `filter X ...` to `filter run X ...` unless X is a subcommand (or --help)."""
+
+    default = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # `textbook filter --help` teaches the main use first: the run command's help, then the rest
+        command = self.commands[self.default]
+        with click.Context(command, info_name=ctx.info_name, parent=ctx.parent) as sub:
+            command.format_help(sub, formatter)
+        rows = [(name, cmd.get_short_help_str(120)) for name, cmd in self.commands.items() if not cmd.hidden]
+        with formatter.section("Other commands"):
+            formatter.write_dl(rows)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in self.commands if name != self.default]
+
+
+filter_app = typer.Typer(
+    name="filter",
+    cls=_DefaultGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Filter web text: heuristics, exact + MinHash dedup, educational-value classifier.",
+)
+
+
+@filter_app.command("run", hidden=True, context_settings={"help_option_names": ["-h", "--help"]})
+def run(
+    files: List[str] = typer.Argument(..., help="Parquet, JSONL or Arrow files, directories or globs.", show_default=False),
+    out: Path = typer.Option(Path("runs/filter"), "--out", "-o", help="Output directory (kept/, removed/, report.*). Rerun the same command to resume."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name in filters/ (default, fineweb, dedup-only) or a YAML file. (default: default)"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text. (default: text)"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids; without one, ids are FILE#ROW. (default: id)"),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train`. (default: the bundled one)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents with edu_score >= this (0-5). (default: the preset's, 3)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes for the analysis pass. (default: 2)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Rows per batch. (default: 1000)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Output shards: parquet or arrow. (default: parquet)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Config file with a \\[filter] section. (default: ./textbook.toml when present)"),
+) -> None:
+    """Filter web documents: Gopher/C4/FineWeb heuristics, exact + MinHash near-duplicate removal, then an
+    educational-value classifier. Writes OUT/kept/ (original columns + edu_score, cluster_id, duplicates),
+    OUT/removed/ (every dropped row with its stage and reason) and OUT/report.json, report.md, scores.png.
+    kept + removed = input. Memory stays flat as the input grows; a killed run resumes when rerun.
+
+    Examples:
+
+      textbook filter examples/web.parquet --out runs/filter
+
+      textbook filter 'crawl/*.parquet' more.jsonl --out runs/web --threshold 2.5 --text-column content
+
+      textbook filter web.parquet --preset dedup-only --out runs/dedup
+    """
+    from textbook.config import load_config_file
+    from textbook.filter.config import load_preset, resolve_run
+    from textbook.filter.run import run_filter
+
+    file = load_config_file(config).get("filter", {})
+    cfg = resolve_run({"preset": preset, "text_column": text_column, "id_column": id_column,
+                       "classifier": str(classifier) if classifier else None, "threshold": threshold,
+                       "workers": workers, "batch_size": batch_size, "format": fmt}, file)
+    report = run_filter(files, out, cfg, load_preset(cfg.preset))
+    typer.echo(summary(report, out))
+
+
+def summary(report: dict, out: Path) -> str:
+    lines = [f"{report['rows']:,} documents: {report['kept']:,} kept, {report['removed']:,} removed"
+             + (" (already complete; delete the directory to redo it)" if report.get("resumed") else "")]
+    for stage, count in report["removed_by_stage"].items():
+        if count:
+            top = ", ".join(f"{r} {c:,}" for r, c in list(report["reasons"].get(stage, {}).items())[:4])
+            lines.append(f"  {stage:<12} -{count:,}  ({top})")
+    t = report["timing"]
+    lines.append(f"{t['wall_seconds']} s, {t['docs_per_s']} docs/s")
+    lines.append(f"kept: {out / 'kept'}  removed: {out / 'removed'}  report: {out / 'report.md'}")
+    return "\n".join(lines)
+
+
+@filter_app.command("train")
+def train(
+    labels: List[str] = typer.Argument(..., help="Labelled data: `textbook filter annotate` output, or files with text + edu_score (0-5) or label (0/1)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (model.json + weights.npz)."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the text."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column. (default: edu_score, score or label, the first that exists)"),
+    threshold: float = typer.Option(3.0, "--threshold", help="Score at which a document counts as educational (for F1 and the confusion matrix)."),
+    features: str = typer.Option("hashed", "--features", help="hashed (word 1-2 + char 3-5 grams) or embeddings (needs --embeddings-model)."),
+    embeddings_model: Optional[Path] = typer.Option(None, "--embeddings-model", help="A local sentence-transformers model directory (nothing is downloaded)."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
+    c: float = typer.Option(16.0, "--C", help="Inverse regularisation strength of the linear head."),
+) -> None:
+    """Fit the educational-value classifier (a linear head, scikit-learn) and print cross-validated metrics.
+
+    Example: textbook filter train labels/ --out models/edu
+    """
+    from textbook.filter.features import FeatureConfig
+    from textbook.filter.train import TrainConfig, train as fit_model
+
+    fc = FeatureConfig(kind=features, embeddings_model=str(embeddings_model) if embeddings_model else None)
+    result = fit_model(labels, out, features=fc, config=TrainConfig(text_column=text_column, label_column=label_column,
+                                                                     threshold=threshold, folds=folds, C=c))
+    cv = result["cross_validation"]
+    (tn, fp), (fn, tp) = cv["confusion_matrix"]
+    lines = [f"{result['rows']:,} labelled documents ({result['scheme']} labels), {cv['folds']}-fold cross-validation:",
+             f"  F1 at threshold {threshold:g}: {cv['f1_at_threshold']}   accuracy {cv['accuracy_at_threshold']}   ROC AUC {cv['roc_auc']}"]
+    if "mae" in cv:
+        lines.append(f"  MAE {cv['mae']}   Spearman {cv['spearman']}")
+    lines += ["  confusion matrix (rows: truth, columns: predicted)", "            below  above",
+              f"    below  {tn:>6} {fp:>6}", f"    above  {fn:>6} {tp:>6}", f"model: {out}"]
+    typer.echo("\n".join(lines))
+
+
+@filter_app.command("annotate")
+def annotate(
+    files: List[str] = typer.Argument(..., help="Documents to sample from (Parquet, JSONL, Arrow, directories, globs)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the labels (Arrow shards; resumable)."),
+    n: int = typer.Option(2000, "--n", "-n", help="Documents to sample and score."),
+    prompt: str = typer.Option("edu_score", "--prompt", help="edu_score (FineWeb-Edu rubric) or edu_score_code (phi-1: basic coding concepts), or your own template name."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the text."),
+    id_column: str = typer.Option("id", "--id-column", help="Column holding document ids (FILE#ROW when missing)."),
+    chars: int = typer.Option(1000, "--chars", help="The teacher sees the first CHARS characters (FineWeb-Edu: ~1,000)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Teacher model (or TEXTBOOK_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight at most."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Directory of your own templates overriding the bundled ones by name."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Config file. (default: ./textbook.toml when present)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
+) -> None:
+    """Have a teacher LLM score a sample of documents 0-5 for educational value (labels for `filter train`).
+
+    Example: textbook filter annotate web.parquet --n 2000 --out labels/ --model gpt-4o-mini
+    """
+    from textbook.config import load_config_file
+    from textbook.filter.annotate import AnnotateConfig, annotate as run_annotate
+    from textbook.teacher.config import resolve_teacher
+
+    file = load_config_file(config)
+    teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency}, file)
+    cfg = AnnotateConfig(n=n, prompt=prompt, text_column=text_column, id_column=id_column, chars=chars, seed=seed,
+                         cache=not no_cache)
+    result = run_annotate(files, out, cfg, teacher, prompts_dir=prompts)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(filter_app, name="filter")

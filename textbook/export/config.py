@@ -1,0 +1,42 @@
+"""`textbook export` settings: one frozen dataclass whose defaults are the recipe ([export] in textbook.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textbook.errors import ConfigError
+
+QUANTIZE = ("none", "int8", "a16w8", "dynamic")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    # Quantized variants written beside the fp32 graphs ("none": fp32 only).
+    quantize: tuple[str, ...] = ("none",)
+    # Settings shards (query, target[, split]): calibration rows and the held-out parity split.
+    calibration: str | None = None
+    calibration_split: str = "train"
+    parity_split: str = "test"
+    # Static shapes. None = the model's own limits; settings queries are short, and every encoder
+    # run pays for all max_source_len positions, so a smaller value is faster.
+    max_source_len: int | None = None
+    max_target_len: int | None = None
+    calibration_samples: int = 32  # queries decoded for calibration (every decoder step is a sample)
+    max_decoder_feeds: int = 512
+    parity_samples: int = 200  # held-out queries for token agreement and exact match
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [q for q in self.quantize if q not in QUANTIZE]
+        if bad:
+            raise ConfigError(f"unknown --quantize {', '.join(bad)}: use {', '.join(QUANTIZE)}")
+        for name in ("max_source_len", "max_target_len"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2, not {value}")
+        if self.calibration_samples < 1 or self.parity_samples < 1:
+            raise ConfigError("--calibration-samples and --parity-samples must be at least 1")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(q for q in self.quantize if q != "none"))

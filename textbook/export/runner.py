@@ -1,0 +1,147 @@
+"""Greedy decoding of an exported Mu with ONNX Runtime: encoder once, then one decoder step per token.
+
+The runner owns the fixed-size KV cache: it feeds the step's `present_*` outputs back as the next
+step's `past_*` inputs, and passes the encoder's cross-attention K/V through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textbook.errors import TextbookError
+from textbook.export.deps import need
+
+MANIFEST = "export.json"
+
+
+def read_export_manifest(directory: str | Path) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise TextbookError(f"{directory} has no {MANIFEST}: point at a directory written by `textbook export RUN --out DIR`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass(slots=True)
+class Generation:
+    tokens: list[int]  # generated ids, EOS excluded
+    first_token_s: float  # encoder + first decoder step
+    total_s: float  # everything after tokenization
+    steps: int  # decoder steps run (EOS included when reached)
+
+
+class Runner:
+    """One variant (fp32, int8, a16w8, dynamic) of an export directory, ready to decode."""
+
+    def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = 1, manifest: dict | None = None):
+        ort = need("onnxruntime")
+        tokenizers = need("tokenizers")
+        self.directory = Path(directory)
+        self.manifest = manifest or read_export_manifest(self.directory)
+        variants = self.manifest["variants"]
+        self.variant = variant or self.manifest["default_variant"]
+        if self.variant not in variants:
+            raise TextbookError(
+                f"{directory} has no {self.variant!r} variant (it has {', '.join(variants)}): "
+                f"re-export with --quantize {self.variant}"
+            )
+        shapes = self.manifest["shapes"]
+        self.source_len, self.cache_len = shapes["source_len"], shapes["cache_len"]
+        self.layers, self.kv_heads, self.head_dim = shapes["layers"], shapes["kv_heads"], shapes["head_dim"]
+        special = self.manifest["special_ids"]
+        self.bos, self.eos, self.pad_id = special["bos_id"], special["eos_id"], special["pad_id"]
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # One thread by default: a batch-of-one decode is a chain of small ops, and a second spinning
+        # thread made requests 2x slower on this 2-core CPU as soon as other jobs ran (0 = one per core).
+        if threads:
+            options.intra_op_num_threads = threads
+        files = variants[self.variant]["files"]
+        try:
+            self.encoder = ort.InferenceSession(str(self.directory / files["encoder"]), options, providers=["CPUExecutionProvider"])
+            self.decoder = ort.InferenceSession(str(self.directory / files["decoder"]), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise TextbookError(f"ONNX Runtime cannot load {self.variant} from {directory} ({exc}): re-run textbook export") from None
+        self.bytes = sum((self.directory / f).stat().st_size for f in files.values())
+        self._past_names = [f"past_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
+        self._cross_names = [f"cross_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
+
+    # -- text <-> ids -------------------------------------------------------------------------------
+    def source_ids(self, text: str) -> list[int]:
+        """Tokens of a query as the trainer feeds them: the text's ids, then EOS."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids + [self.eos]
+        if len(ids) > self.source_len:
+            raise TextbookError(
+                f"the query is {len(ids)} tokens; this export takes at most {self.source_len}: "
+                "shorten it or re-export with a larger --max-source-len"
+            )
+        return ids
+
+    def decode_text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def pad(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """ids -> input_ids int32 (1, S) right-padded, source_mask float32 (1, S) 1 = real token."""
+        input_ids = np.full((1, self.source_len), self.pad_id, dtype=np.int32)
+        mask = np.zeros((1, self.source_len), dtype=np.float32)
+        input_ids[0, : len(ids)] = ids
+        mask[0, : len(ids)] = 1.0
+        return input_ids, mask
+
+    # -- graphs -------------------------------------------------------------------------------------
+    def encode(self, input_ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        return self.encoder.run(self._cross_names, {"input_ids": input_ids, "source_mask": mask})
+
+    def empty_cache(self) -> list[np.ndarray]:
+        shape = (1, self.kv_heads, self.cache_len, self.head_dim)
+        return [np.zeros(shape, dtype=np.float32) for _ in self._past_names]
+
+    def step_feed(self, token: int, position: int, mask: np.ndarray, past: list[np.ndarray], cross: list[np.ndarray]) -> dict:
+        feed = {"input_ids": np.array([[token]], dtype=np.int32), "position": np.array([position], dtype=np.int32), "source_mask": mask}
+        feed.update(zip(self._past_names, past))
+        feed.update(zip(self._cross_names, cross))
+        return feed
+
+    def run(self, ids: list[int], *, forced: list[int] | None = None, max_new_tokens: int | None = None, trace=None) -> tuple[Generation, list[np.ndarray]]:
+        """Greedy decoding of one source; with `forced`, feed those tokens instead (teacher forcing).
+
+        Returns the generation and each step's logits (1, V). `trace(name, feed)` sees every graph
+        input (calibration).
+        """
+        start = time.perf_counter()
+        input_ids, mask = self.pad(ids)
+        if trace:
+            trace("encoder", {"input_ids": input_ids, "source_mask": mask})
+        cross = self.encode(input_ids, mask)
+        past = self.empty_cache()
+        limit = min(max_new_tokens or self.cache_len, self.cache_len)
+        if forced is not None:
+            limit = min(limit, len(forced))
+        token, tokens, logits_seen, first = self.bos, [], [], 0.0
+        for position in range(limit):
+            feed = self.step_feed(token, position, mask, past, cross)
+            if trace:
+                trace("decoder", feed)
+            logits, *past = self.decoder.run(None, feed)
+            logits_seen.append(logits)
+            if position == 0:
+                first = time.perf_counter() - start
+            token = forced[position] if forced is not None else int(logits[0].argmax())
+            tokens.append(token)
+            if forced is None and token == self.eos:
+                break
+        total = time.perf_counter() - start
+        steps = len(tokens)
+        if tokens and tokens[-1] == self.eos:
+            tokens = tokens[:-1]
+        return Generation(tokens, first, total, steps), logits_seen
+
+    def __call__(self, text: str) -> tuple[str, Generation]:
+        generation, _ = self.run(self.source_ids(text))
+        return self.decode_text(generation.tokens), generation

@@ -1,0 +1,150 @@
+"""`textbook filter annotate`: a teacher LLM scores a sample of documents 0-5 (labels for training).
+
+The sample is a seeded reservoir over all inputs (memory: n documents, whatever the input size).
+Each document is cut to its first ~1,000 characters (FineWeb-Edu), placed between markers the text
+cannot contain (any copy of them is removed first), and scored with prompts/edu_score.j2 (or the
+phi-1 style edu_score_code.j2); the score is the last `Educational score: N` in the reply.
+Labels go to Arrow shards in OUT (one Annotation per document, failures included with their
+reason and raw reply); a rerun resumes after the rows already written, and the teacher's response
+cache means nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textbook.config import public_dict
+from textbook.filter.config import FilterRun
+from textbook.filter.inputs import expand, open_source
+from textbook.filter.table import OutputLayout
+from textbook.prompts import Prompts
+from textbook.shards import ShardWriter, schema_for
+from textbook.teacher.client import Teacher, TeacherRejected
+from textbook.teacher.config import TeacherConfig
+
+BEGIN, END = "<<<BEGIN EXTRACT>>>", "<<<END EXTRACT>>>"
+_SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])(?!\.?\d)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    n: int = 2000
+    prompt: str = "edu_score"
+    text_column: str = "text"
+    id_column: str = "id"
+    chars: int = 1000
+    seed: int = 0
+    cache: bool = True
+
+
+@dataclass(slots=True)
+class Annotation:
+    id: str
+    text: str
+    edu_score: int | None  # None when the teacher gave no usable score (see `rejected`)
+    prompt: str
+    template_sha: str
+    model: str
+    reply: str  # the teacher's justification and score, kept for audit
+    rejected: str | None
+
+
+def cut(text: str, chars: int) -> str:
+    """The first ~chars characters, ending at a word boundary when one is near."""
+    if len(text) <= chars:
+        return text
+    head = text[:chars]
+    space = head.rfind(" ", int(chars * 0.9))
+    return head[:space] if space > 0 else head
+
+
+def extract(text: str, chars: int) -> str:
+    """What the teacher sees: the cut text with the markers removed, so it cannot end its own block."""
+    return cut(text, chars).replace(BEGIN, "").replace(END, "")
+
+
+def parse_score(reply: str) -> int:
+    """The last `Educational score: N` (0-5) in the reply; ValueError when there is none."""
+    found = _SCORE.findall(reply or "")
+    if not found:
+        raise ValueError("no 'Educational score: N' in the reply")
+    return int(found[-1])
+
+
+def sample(files: list[str], config: AnnotateConfig) -> list[tuple[str, str]]:
+    """A seeded uniform sample of n (id, text) pairs over every input (reservoir sampling)."""
+    rng = random.Random(config.seed)
+    sources = [open_source(p) for p in expand(files)]
+    layout = OutputLayout.from_sources(sources, FilterRun(text_column=config.text_column, id_column=config.id_column))
+    reservoir: list[tuple[str, str]] = []
+    seen = 0
+    for source in sources:
+        offset = 0
+        for batch in source.batches(4096, layout.read_columns(source)):
+            ids, texts, problems = layout.job(source, batch, offset)
+            offset += batch.num_rows
+            for doc_id, text, problem in zip(ids, texts, problems):
+                if problem or not text or not text.strip():
+                    continue
+                seen += 1
+                if len(reservoir) < config.n:
+                    reservoir.append((doc_id, text))
+                else:
+                    j = rng.randrange(seen)
+                    if j < config.n:
+                        reservoir[j] = (doc_id, text)
+    return reservoir
+
+
+async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_cfg: TeacherConfig,
+                    prompts: Prompts, cache_path: Path) -> dict[str, Any]:
+    template = prompts.get(config.prompt)
+
+    async def one(doc):
+        doc_id, text = doc
+        shown = extract(text, config.chars)
+        messages = [{"role": "user", "content": template.render(text=shown, begin=BEGIN, end=END)}]
+        try:
+            c = await teacher.complete(messages, template_sha=template.sha256, validate=parse_score,
+                                       temperature=0.0, max_tokens=400)
+            return Annotation(doc_id, text, parse_score(c.text), config.prompt, template.sha256, c.model, c.text, None)
+        except TeacherRejected as exc:
+            return Annotation(doc_id, text, None, config.prompt, template.sha256, teacher_cfg.model or "",
+                              exc.raw or "", exc.reason)
+
+    async with Teacher(teacher_cfg, cache_path=cache_path, progress_desc="annotate") as teacher:
+        await teacher.check()
+        step = 64
+        for lo in range(0, len(docs), step):  # checkpoint every `step` documents
+            for row in await teacher.map(docs[lo : lo + step], one):
+                writer.write(row)
+            writer.checkpoint(state={"done": writer.rows})
+        return teacher.stats.as_dict()
+
+
+def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
+             *, prompts_dir: str | Path | None = None) -> dict[str, Any]:
+    """Score a sample of the inputs into `out`; returns counts and the teacher's usage."""
+    out = Path(out)
+    prompts = Prompts(prompts_dir)
+    prompts.get(config.prompt)  # a missing template fails before the (slow) sampling pass
+    docs = sample(files, config)
+    meta = {"annotate": public_dict(config), "teacher": public_dict(teacher), "prompt_sha": prompts.get(config.prompt).sha256}
+    writer = ShardWriter(out, schema_for(Annotation), fmt="arrow", max_rows=50_000, meta=meta)
+    done = writer.rows
+    stats = {}
+    if docs[done:]:
+        stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / ".teacher-cache.sqlite"))
+    from textbook.shards import read_table
+
+    table = read_table(out, ["edu_score"])
+    scores = [s for s in table.column("edu_score").to_pylist() if s is not None]
+    totals = {"sampled": len(docs), "scored": len(scores), "rejected": table.num_rows - len(scores),
+              "score_counts": {str(k): scores.count(k) for k in range(6)}}
+    writer.close(totals=totals, state={"done": writer.rows})
+    return {"out": str(out), **totals, "teacher": stats}

@@ -1,0 +1,205 @@
+"""Filter settings: one frozen dataclass per stage, whose defaults are the recipe (datatrove's values).
+
+A preset (filters/<name>.yaml or any YAML file) overrides stage settings; run settings (columns,
+classifier, threshold, workers) follow the project's precedence: CLI > textbook.toml [filter] >
+environment > defaults. The resolved config is saved next to every output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from textbook.config import public_dict, resolve
+from textbook.data import data_dir
+from textbook.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GopherQuality:
+    """Gopher quality rules (Rae et al. 2021, MassiveText; thresholds as datatrove's GopherQualityFilter)."""
+
+    enabled: bool = True
+    min_doc_words: int = 50
+    max_doc_words: int = 100_000
+    min_avg_word_length: float = 3.0
+    max_avg_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.8
+    min_stop_words: int = 2
+    stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+@dataclass(frozen=True)
+class GopherRepetition:
+    """Gopher repetition rules: duplicate lines/paragraphs, top n-gram share, duplicated n-gram share."""
+
+    enabled: bool = True
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.20), (3, 0.18), (4, 0.16))
+    dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+
+
+@dataclass(frozen=True)
+class C4:
+    """C4 document rules (Raffel et al. 2020) as datatrove's C4QualityFilter applies them in FineWeb.
+
+    The line rules only decide which lines count towards `min_sentences`: documents are kept or
+    dropped whole, never edited. `curly_bracket` is off by default because it drops every page
+    with code in it, and code tutorials are what this toolkit wants to keep (fineweb.yaml turns it on).
+    """
+
+    enabled: bool = True
+    lorem_ipsum: bool = True
+    curly_bracket: bool = False
+    javascript: bool = True
+    policy: bool = True
+    terminal_punct: bool = False  # FineWeb ran C4 with filter_no_terminal_punct=False
+    min_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+
+
+@dataclass(frozen=True)
+class FineWeb:
+    """FineWeb's own line rules (datatrove FineWebQualityFilter)."""
+
+    enabled: bool = True
+    line_punct_thr: float = 0.12
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_dup_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Exact dedup on normalised text, then MinHash near-duplicates (FineWeb: 5-grams, 14 x 8)."""
+
+    exact: bool = True
+    near: bool = True
+    ngram: int = 5
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+    keep: str = "first"  # which document of a cluster stays: first | longest | highest_score
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """The educational-value classifier on every document that survives dedup."""
+
+    enabled: bool = True
+    threshold: float = 3.0  # edu_score on the 0-5 scale; below it a document is removed
+
+
+@dataclass(frozen=True)
+class Preset:
+    gopher_quality: GopherQuality = field(default_factory=GopherQuality)
+    gopher_repetition: GopherRepetition = field(default_factory=GopherRepetition)
+    c4: C4 = field(default_factory=C4)
+    fineweb: FineWeb = field(default_factory=FineWeb)
+    dedup: Dedup = field(default_factory=Dedup)
+    classifier: Classifier = field(default_factory=Classifier)
+    name: str = "default"
+
+
+@dataclass(frozen=True)
+class FilterRun:
+    """Run settings (CLI > textbook.toml [filter] > environment > defaults)."""
+
+    preset: str = "default"
+    text_column: str = "text"
+    id_column: str = "id"
+    classifier: str | None = None  # a model directory; None = the bundled one
+    threshold: float | None = None  # overrides the preset's classifier.threshold
+    workers: int = 2
+    batch_size: int = 1000
+    max_doc_chars: int = 2_000_000  # longer documents are dropped before tokenising (bounded memory)
+    format: str = "parquet"
+
+
+KEEP_POLICIES = ("first", "longest", "highest_score")
+_STAGE_TYPES = {"gopher_quality": GopherQuality, "gopher_repetition": GopherRepetition, "c4": C4,
+                "fineweb": FineWeb, "dedup": Dedup, "classifier": Classifier}
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset by name (filters/<name>.yaml) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist: pass --preset NAME or an existing YAML file")
+        return path
+    bundled = data_dir("filters") / f"{name_or_path}.yaml"
+    if not bundled.is_file():
+        names = sorted(p.stem for p in data_dir("filters").glob("*.yaml"))
+        raise ConfigError(f"no preset named {name_or_path!r}: use one of {', '.join(names)} or a YAML file path")
+    return bundled
+
+
+def _stage(cls: type, values: Any, where: str):
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of settings, not {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in {where}; known: {', '.join(known)}")
+    out = {}
+    for key, value in values.items():
+        default = getattr(cls(), key)
+        if isinstance(default, tuple):  # YAML lists -> tuples (pairs stay pairs)
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in (value or ()))
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{key} must be true or false, not {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{where}.{key} must be a number, not {value!r}")
+        out[key] = value
+    return cls(**out)
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Read a preset YAML: top-level keys are stages, each a mapping of that stage's settings."""
+    path = preset_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"preset {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must be a mapping of stages ({', '.join(_STAGE_TYPES)})")
+    data.pop("description", None)
+    unknown = sorted(set(data) - set(_STAGE_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)} in preset {path}; known: {', '.join(_STAGE_TYPES)}")
+    stages = {name: _stage(cls, data.get(name), f"{path.name}: {name}") for name, cls in _STAGE_TYPES.items()}
+    preset = Preset(**stages, name=path.stem)
+    if preset.dedup.keep not in KEEP_POLICIES:
+        raise ConfigError(f"{path.name}: dedup.keep must be one of {', '.join(KEEP_POLICIES)}, not {preset.dedup.keep!r}")
+    return preset
+
+
+def resolve_run(cli: dict[str, Any], file: dict[str, Any] | None = None) -> FilterRun:
+    env = {"classifier": "TEXTBOOK_FILTER_CLASSIFIER", "workers": "TEXTBOOK_WORKERS"}
+    run = resolve(FilterRun, cli=cli, file=file, env=env, section="filter")
+    if run.workers < 1 or run.batch_size < 1:
+        raise ConfigError("--workers and batch_size must be at least 1")
+    if run.format not in ("parquet", "arrow"):
+        raise ConfigError(f"--format must be parquet or arrow, not {run.format!r}")
+    return run
+
+
+def describe(run: FilterRun, preset: Preset) -> dict[str, Any]:
+    """The resolved config as saved in manifests and the report."""
+    return {"run": public_dict(run), "preset": public_dict(preset)}

@@ -1,0 +1,141 @@
+"""The run's report: DIR/report.json (machine-readable), DIR/report.md (readable), DIR/scores.png.
+
+Counts per stage and reason, the edu_score histogram, seconds and docs/s per stage, and the check
+that kept + removed = input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from textbook import __version__
+from textbook.filter.dedup import CLASSIFIER, EXACT, HEURISTICS, INPUT, KEPT, NEAR, STAGES, Decisions
+from textbook.shards import atomic_write_bytes, atomic_write_json, read_manifest
+
+BINS = np.linspace(0.0, 5.0, 21)
+
+
+def _reason_counts(decisions: Decisions) -> dict[str, Counter]:
+    by_stage: dict[str, Counter] = {STAGES[s]: Counter() for s in range(1, len(STAGES))}
+    for s in (INPUT, HEURISTICS):
+        reasons = decisions.reason.filter(pa.array(decisions.stage == s))
+        for item in pc.value_counts(reasons).to_pylist():
+            by_stage[STAGES[s]][item["values"]] += item["counts"]
+    by_stage["exact_dedup"]["exact_duplicate_of"] = int((decisions.stage == EXACT).sum())
+    by_stage["near_dedup"]["near_duplicate_of"] = int((decisions.stage == NEAR).sum())
+    by_stage["classifier"]["edu_below_threshold"] = int((decisions.stage == CLASSIFIER).sum())
+    return {k: Counter({r: c for r, c in v.items() if c}) for k, v in by_stage.items()}
+
+
+def _plot(path: Path, counts: np.ndarray, threshold: float) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.bar(BINS[:-1], counts, width=np.diff(BINS), align="edge", color="#4878a8", edgecolor="white")
+    ax.axvline(threshold, color="#c03030", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set_xlabel("edu_score")
+    ax.set_ylabel("documents")
+    ax.set_title("edu_score of documents that reached the classifier")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_s: dict[str, float],
+                 timings: dict[str, float], threshold: float, classifier) -> dict[str, Any]:
+    n = len(decisions.stage)
+    kept = int((decisions.stage == KEPT).sum())
+    reasons = _reason_counts(decisions)
+    scored = decisions.score[~np.isnan(decisions.score)]
+    counts, _ = np.histogram(np.clip(scored, 0, 5), bins=BINS)
+    kept_rows = read_manifest(out / "kept")["rows"]
+    removed_rows = read_manifest(out / "removed")["rows"]
+    reached = {"heuristics": int(n - (decisions.stage == INPUT).sum())}
+    reached["dedup"] = int(reached["heuristics"] - (decisions.stage == HEURISTICS).sum())
+    reached["classifier"] = reached["dedup"]
+    wall = timings.get("total", 0.0)
+
+    def rate(docs, seconds):
+        return round(docs / seconds, 1) if seconds > 0 else None
+
+    stages = {
+        "read (pass 1)": {"seconds": timings.get("read", 0.0), "docs": n},
+        "tokenise": {"seconds": worker_s.get("tokens", 0.0), "docs": reached["heuristics"]},
+        "heuristics": {"seconds": worker_s.get("heuristics", 0.0), "docs": reached["heuristics"]},
+        "minhash + text hashes": {"seconds": worker_s.get("minhash", 0.0), "docs": reached["dedup"]},
+        "classifier": {"seconds": worker_s.get("classifier", 0.0), "docs": reached["classifier"]},
+        "dedup decisions": {"seconds": timings.get("decide", 0.0), "docs": reached["dedup"]},
+        "write (pass 2)": {"seconds": timings.get("write", 0.0), "docs": n},
+    }
+    for v in stages.values():
+        v["docs_per_s"] = rate(v["docs"], v["seconds"])
+        v["seconds"] = round(v["seconds"], 3)
+    report = {
+        "producer": f"textbook {__version__}",
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "out": {"kept": str(out / "kept"), "removed": str(out / "removed")},
+        "inputs": [{"path": str(s.path), "rows": s.rows} for s in plan.sources],
+        "rows": n,
+        "kept": kept,
+        "removed": n - kept,
+        "kept_plus_removed_equals_input": kept_rows + removed_rows == n and kept_rows == kept,
+        "removed_by_stage": {k: sum(v.values()) for k, v in reasons.items()},
+        "reasons": {k: dict(v.most_common()) for k, v in reasons.items() if v},
+        "dedup": {"clusters_with_duplicates": int((decisions.duplicates > 0).sum()),
+                  "documents_removed": int(((decisions.stage == EXACT) | (decisions.stage == NEAR)).sum())},
+        "edu_score": {
+            "threshold": threshold, "scored": int(len(scored)),
+            "mean": round(float(scored.mean()), 4) if len(scored) else None,
+            "at_or_above_threshold": int((scored >= threshold).sum()),
+            "histogram": {"edges": [round(float(e), 2) for e in BINS], "counts": counts.tolist()},
+            "classifier": (classifier.meta.get("name") or "custom") if classifier else None,
+        },
+        "timing": {"wall_seconds": round(wall, 2), "docs_per_s": rate(n, wall), "workers_note":
+                   "stage seconds are summed over worker processes; docs/s per stage is per worker-second",
+                   "stages": stages},
+        "config": plan.fingerprint["config"],
+    }
+    atomic_write_json(out / "report.json", report)
+    _plot(out / "scores.png", counts, threshold)
+    atomic_write_bytes(out / "report.md", render_markdown(report).encode("utf-8"))
+    return report
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# textbook filter report", "",
+        f"{r['rows']:,} documents in, **{r['kept']:,} kept**, {r['removed']:,} removed "
+        f"(kept + removed = input: {'yes' if r['kept_plus_removed_equals_input'] else 'NO'}).",
+        f"Wall time {r['timing']['wall_seconds']} s, {r['timing']['docs_per_s']} docs/s.", "",
+        "## Removed, by stage and reason", "", "| stage | reason | documents |", "|---|---|---:|",
+    ]
+    for stage, reasons in r["reasons"].items():
+        for reason, count in reasons.items():
+            lines.append(f"| {stage} | {reason} | {count:,} |")
+    e = r["edu_score"]
+    lines += ["", "## edu_score", "",
+              f"{e['scored']:,} documents scored, mean {e['mean']}, {e['at_or_above_threshold']:,} at or above "
+              f"the threshold {e['threshold']:g}. Histogram: scores.png.", "", "| bin | documents |", "|---|---:|"]
+    edges, counts = e["histogram"]["edges"], e["histogram"]["counts"]
+    for lo, hi, c in zip(edges[:-1], edges[1:], counts):
+        lines.append(f"| {lo:.2f}-{hi:.2f} | {c:,} |")
+    lines += ["", "## Time per stage", "", "| stage | seconds | documents | docs/s |", "|---|---:|---:|---:|"]
+    for name, s in r["timing"]["stages"].items():
+        lines.append(f"| {name} | {s['seconds']} | {s['docs']:,} | {s['docs_per_s']} |")
+    lines += ["", "Stage seconds of analysis are summed over worker processes.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""`textbook filter`: heuristics -> exact + near dedup -> classifier, over files of any size.
+
+Two passes over the input, so memory holds a few fixed-size numbers per document, never texts:
+  1. analyse (analyse.py, in worker processes): reasons, text hashes, band keys, scores, saved as
+     small Arrow parts under DIR/.work/pass1 (a killed run skips the parts it already has);
+  2. decide (dedup.py) from those parts alone, then read the input again and write every row to
+     DIR/kept or DIR/removed (shards.ShardWriter, which resumes from its manifest).
+Then DIR/report.json, report.md and the score histogram. kept + removed = input, always.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from textbook import __version__
+from textbook.errors import TextbookError
+from textbook.filter.analyse import TIMERS, Analyser, analyse_all, part_schema
+from textbook.filter.classifier import EduClassifier, load_classifier
+from textbook.filter.config import FilterRun, Preset, describe
+from textbook.filter.dedup import Decisions, decide
+from textbook.filter.inputs import Source, expand, open_source
+from textbook.filter.report import write_report
+from textbook.filter.table import OutputLayout
+from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
+
+CHECKPOINT_ROWS = 50_000
+SHARD_BYTES = 32 << 20
+
+
+@dataclass
+class Plan:
+    """What a run reads and how: saved as DIR/.work/plan.json; a rerun must match it to resume."""
+
+    sources: list[Source]
+    layout: OutputLayout
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.sources)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                disable=None)
+
+
+def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: EduClassifier | None) -> Plan:
+    files = expand(inputs)
+    if not files:
+        raise TextbookError("no input files: pass Parquet, JSONL or Arrow files, directories or globs")
+    sources = [open_source(f) for f in files]
+    # a JSONL file without lines has no columns to check or keep: it adds nothing
+    sources = [s for s in sources if s.rows or s.kind != "jsonl"]
+    if not sources:
+        raise TextbookError(f"no rows in {', '.join(map(str, files))}: nothing to filter")
+    layout = OutputLayout.from_sources(sources, run)
+    config = describe(run, preset)
+    config["run"].pop("workers")  # more or fewer processes may finish a run another started
+    fingerprint = {
+        "version": __version__,
+        "inputs": [{"path": str(s.path.resolve()), "bytes": s.path.stat().st_size,
+                    "mtime_ns": s.path.stat().st_mtime_ns, "rows": s.rows} for s in sources],
+        "config": config,
+        "classifier": classifier.meta.get("weights_sha256") if classifier else None,
+    }
+    return Plan(sources, layout, fingerprint)
+
+
+def _check_resume(work: Path, plan: Plan) -> None:
+    path = work / "plan.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != json.loads(json.dumps(plan.fingerprint, default=str)):
+            raise TextbookError(
+                f"{work.parent} holds a run with other inputs or settings: use another --out, or delete it to start over"
+            )
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, plan.fingerprint)
+
+
+# -- pass 1 -------------------------------------------------------------------------------------------
+def _jobs(plan: Plan, run: FilterRun, parts: Path, timings: dict) -> Iterator[tuple[Path, tuple]]:
+    """(part path, job) for every input batch whose part is not on disk yet."""
+    for fi, source in enumerate(plan.sources):
+        cols = plan.layout.read_columns(source)
+        offset = 0
+        for bi, batch in enumerate(source.batches(run.batch_size, cols)):
+            part = parts / f"part-{fi:05d}-{bi:07d}.arrow"
+            if not part.exists():
+                t = time.perf_counter()
+                job = plan.layout.job(source, batch, offset)
+                timings["read"] += time.perf_counter() - t
+                yield part, job
+            offset += batch.num_rows
+
+
+def _write_part(path: Path, batch: pa.RecordBatch, timers: dict[str, float]) -> None:
+    meta = {k.encode(): str(v).encode() for k, v in timers.items()}
+    batch = batch.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def _part_rows(path: Path) -> int:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).get_batch(0).num_rows
+
+
+def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier | None, work: Path) -> dict:
+    parts = work / "pass1"
+    parts.mkdir(parents=True, exist_ok=True)
+    timings = {"read": 0.0}
+    done = sum(_part_rows(p) for p in parts.glob("part-*.arrow"))
+    analyser = Analyser(preset, run, classifier)
+    jobs = _jobs(plan, run, parts, timings)
+    paths: list[Path] = []
+
+    def job_stream():
+        for path, job in jobs:
+            paths.append(path)
+            yield job
+
+    bar = _progress(plan.rows, "analyse")
+    bar.update(done)
+    t0 = time.perf_counter()
+    for batch, timers in analyse_all(analyser, job_stream(), run.workers):
+        _write_part(paths.pop(0), batch, timers)
+        bar.update(batch.num_rows)
+    bar.close()
+    timings["pass1_wall"] = time.perf_counter() - t0
+    return timings
+
+
+def load_parts(work: Path, bands: int) -> tuple[pa.Table, dict[str, float]]:
+    """All pass-1 parts in input order, and the summed worker seconds per stage."""
+    tables, timers = [], dict.fromkeys(TIMERS, 0.0)
+    for path in sorted((work / "pass1").glob("part-*.arrow")):
+        table = pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()  # no file handle stays open
+        for k, v in (table.schema.metadata or {}).items():
+            if k.decode() in timers:
+                timers[k.decode()] += float(v)
+        tables.append(table.replace_schema_metadata(None))
+    if not tables:
+        return part_schema(bands).empty_table(), timers
+    return pa.concat_tables(tables), timers
+
+
+# -- pass 2 -------------------------------------------------------------------------------------------
+def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dict) -> dict:
+    layout = plan.layout
+    # the shard being filled stays in memory until it is sealed: 32 MB shards keep that small
+    sizes = {"max_rows": 100_000, "max_bytes": SHARD_BYTES}
+    kept = ShardWriter(out / "kept", layout.kept_schema, fmt=run.format, meta=meta, **sizes)
+    removed = ShardWriter(out / "removed", layout.removed_schema, fmt=run.format, meta=meta, **sizes)
+    start = {"kept": int(kept.state.get("row", 0)), "removed": int(removed.state.get("row", 0))}
+    begin = min(start.values())
+    bar = _progress(plan.rows, "write")
+    bar.update(begin)
+    t0 = time.perf_counter()
+    offset, since = 0, 0
+    for source in plan.sources:
+        if offset + source.rows <= begin:
+            offset += source.rows
+            continue
+        file_start = offset
+        for batch in source.batches(run.batch_size):
+            n = batch.num_rows
+            if offset + n <= begin:
+                offset += n
+                continue
+            lo = max(begin - offset, 0)
+            rows = np.arange(offset + lo, offset + n)
+            full = layout.output_batch(source, batch.slice(lo), offset + lo - file_start, rows, decisions)
+            is_kept = decisions.stage[rows] == 0
+            for name, writer, mask, schema in (("kept", kept, is_kept, layout.kept_schema),
+                                               ("removed", removed, ~is_kept, layout.removed_schema)):
+                mask = mask & (rows >= start[name])
+                if mask.any():
+                    writer.write_batch(full.filter(pa.array(mask)).select(schema.names))
+            offset += n
+            since += n - lo
+            bar.update(n - lo)
+            if since >= CHECKPOINT_ROWS:
+                kept.checkpoint(state={"row": offset})
+                removed.checkpoint(state={"row": offset})
+                since = 0
+    bar.close()
+    totals_k = {"rows": int((decisions.stage == 0).sum())}
+    totals_r = {"rows": int((decisions.stage != 0).sum())}
+    kept.close(totals=totals_k, state={"row": offset})
+    removed.close(totals=totals_r, state={"row": offset})
+    return {"write": time.perf_counter() - t0}
+
+
+def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
+    """Filter `inputs` into `out`; returns the report (also written to out/report.json)."""
+    out = Path(out)
+    t_start = time.perf_counter()
+    classifier = load_classifier(run.classifier) if preset.classifier.enabled else None
+    plan = make_plan(inputs, run, preset, classifier)
+    work = out / ".work"
+    if (out / "report.json").is_file() and (work / "plan.json").is_file():
+        _check_resume(work, plan)
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        report["resumed"] = "already complete"
+        return report
+    _check_resume(work, plan)
+    timings = pass1(plan, run, preset, classifier, work)
+    t = time.perf_counter()
+    parts, worker_s = load_parts(work, preset.dedup.bands)
+    if parts.num_rows != plan.rows:
+        raise TextbookError(f"pass 1 holds {parts.num_rows} rows for {plan.rows} input rows: delete {work} and rerun")
+    threshold = run.threshold if run.threshold is not None else preset.classifier.threshold
+    decisions = decide(parts, preset, threshold)
+    timings["decide"] = time.perf_counter() - t
+    meta = {"config": plan.fingerprint["config"], "inputs": plan.fingerprint["inputs"], "producer": f"textbook {__version__}"}
+    timings.update(pass2(plan, run, decisions, out, meta))
+    timings["total"] = time.perf_counter() - t_start
+    report = write_report(out, plan, decisions, parts, worker_s, timings, threshold, classifier)
+    shutil.rmtree(work / "pass1", ignore_errors=True)  # done: plan.json + report.json mark the run complete
+    return report
+

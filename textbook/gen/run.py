@@ -1,0 +1,225 @@
+"""`textbook gen`: topics -> plan -> teacher -> parse -> verify -> dedup -> Arrow shards, resumable.
+
+Resume is exact because every row (kept or rejected) carries its plan id: a rerun reads the plan
+ids already in DIR/<kind>/ and DIR/<kind>-rejects/ (only rows a manifest vouches for), rebuilds the
+plan (deterministic), and asks only for the rest. Rows written after the last checkpoint are lost
+on a kill, but their replies sit in the teacher's cache, so asking again costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from textbook.config import public_dict
+from textbook.errors import TextbookError
+from textbook.gen import exercise, sandbox, textbook
+from textbook.gen.config import GenConfig
+from textbook.gen.dryrun import DryRunSummary, dry_run
+from textbook.gen.plan import Axes, PlanItem, build_plan, load_vocabulary, plan_sha
+from textbook.gen.records import ROWS, RejectRow
+from textbook.gen.report import Summary, count_output
+from textbook.gen.request import ParseError, Rendered
+from textbook.gen.sink import Sink
+from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
+from textbook.prompts import Prompts
+from textbook.teacher.config import TeacherConfig, require_teacher
+
+TOPICS_FILE = "topics.json"
+CACHE_FILE = "teacher-cache.sqlite"
+
+
+def generate(
+    gen: GenConfig,
+    teacher: TeacherConfig,
+    *,
+    out: str | Path,
+    topics_file: str | Path | None = None,
+    dry: bool = False,
+    progress: bool | None = None,
+    confirm: Callable[[str], bool] | None = None,
+) -> Summary | DryRunSummary:
+    """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = Prompts(gen.prompts)
+    vocabulary = load_vocabulary(gen.prompts)
+    if dry:
+        tree, note = _offline_topics(gen, out, topics_file)
+        save_topics(out / TOPICS_FILE, tree)
+        plan = _plan(gen, tree, vocabulary)
+        return dry_run(gen, teacher, prompts, out=out, plan=plan, topics_note=note)
+    require_teacher(teacher)
+    return asyncio.run(_generate(gen, teacher, out, topics_file, prompts, vocabulary, progress, confirm))
+
+
+def _offline_topics(gen: GenConfig, out: Path, topics_file: str | Path | None) -> tuple[dict, str]:
+    tree, note = _known_topics(gen, out, topics_file)
+    if tree is None:
+        tree = bundled_topics(gen.topic, gen.prompts)
+        if tree is None:
+            raise TextbookError(
+                f"no topic tree for {gen.topic!r} without a teacher: pass --topics FILE (a topics.json), "
+                "or run without --dry-run so the teacher expands the topic"
+            )
+        note = f"bundled tree for {gen.topic!r} ({len(leaves(tree))} leaves); a real run into this --out uses it too"
+    return tree, note
+
+
+def _known_topics(gen: GenConfig, out: Path, topics_file: str | Path | None) -> tuple[dict | None, str]:
+    """--topics FILE wins; else the tree an earlier run saved in DIR (resume, or a user's edit of it)."""
+    if topics_file is not None:
+        tree = load_topics(topics_file)
+        return tree, f"{topics_file} ({len(leaves(tree))} leaves)"
+    saved = out / TOPICS_FILE
+    if saved.is_file():
+        tree = load_topics(saved)
+        if tree["topic"].strip().lower() != gen.topic.strip().lower():
+            raise TextbookError(
+                f"{saved} is about {tree['topic']!r}, not {gen.topic!r}: use another --out, "
+                f"or pass --topics {saved} to keep generating from it"
+            )
+        return tree, f"{saved} from an earlier run ({len(leaves(tree))} leaves)"
+    return None, ""
+
+
+def _axes(gen: GenConfig) -> Axes:
+    return Axes(gen.audiences, gen.styles, gen.difficulties, gen.words_per_prompt)
+
+
+def _plan(gen: GenConfig, tree: dict, vocabulary: dict) -> list[PlanItem]:
+    return build_plan(tree, n=gen.n, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, function_names=gen.kind == "exercises")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Run:
+    """One generation run: turns each plan item into a row or a reject and hands it to the sink."""
+
+    def __init__(self, gen: GenConfig, teacher_cfg: TeacherConfig, teacher: Any, prompts: Prompts, out: Path):
+        self.gen, self.teacher_cfg, self.teacher, self.prompts = gen, teacher_cfg, teacher, prompts
+        self.module = textbook if gen.kind == "textbook" else exercise
+        self.row_cls = ROWS[gen.kind]
+        meta = {"kind": gen.kind, "config": {"gen": public_dict(gen), "teacher": public_dict(teacher_cfg)}}
+        self.sink = Sink(gen, self.row_cls, out, meta, teacher.stats)
+        self.limits = sandbox.Limits(gen.exec_timeout_s, gen.exec_cpu_s, gen.exec_memory_mb)
+        self.exec_workers = gen.exec_workers or os.cpu_count() or 1
+        self.exec_slots = asyncio.Semaphore(self.exec_workers)
+
+    def resume(self, plan_sha: str) -> set[int]:
+        return self.sink.resume(plan_sha, ["text"] if self.module is textbook else ["prompt", "solution"])
+
+    def _fields(self, item: PlanItem, request: Rendered, reply: Any) -> dict[str, Any]:
+        return dict(
+            plan_id=item.plan_id, topic=item.topic, topic_path=list(item.topic_path), audience=item.audience,
+            style=item.style, difficulty=item.difficulty, words=list(item.words), function_name=item.function_name,
+            template=request.template, template_sha=request.template_sha, prompt_sha=request.prompt_sha,
+            model=reply.model if reply is not None else self.teacher_cfg.model,
+            sampling=json.dumps(reply.params if reply is not None else self._params(item), sort_keys=True),
+            prompt_tokens=reply.usage.prompt_tokens if reply is not None else 0,
+            completion_tokens=reply.usage.completion_tokens if reply is not None else 0,
+            cached=reply.cached if reply is not None else False,
+            latency_s=round(reply.latency_s, 4) if reply is not None else 0.0,
+            created_at=_now(),
+        )
+
+    def _params(self, item: PlanItem) -> dict[str, Any]:
+        cfg = self.teacher_cfg
+        return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": item.seed}
+
+    def _reject(self, item, request, reply, reason: str, detail: str, raw: str | None) -> RejectRow:
+        return RejectRow(**self._fields(item, request, reply), reason=reason, detail=detail, raw=raw or "")
+
+    async def process(self, item: PlanItem) -> None:
+        from textbook.teacher.client import TeacherRejected
+
+        request = self.module.render(self.prompts, item)
+        kwargs: dict[str, Any] = {"template_sha": request.template_sha, "seed": item.seed}
+        if self.module is exercise:
+            kwargs["json_schema"] = exercise.SCHEMA
+            kwargs["validate"] = lambda value: exercise.parse(value, item.function_name)
+        try:
+            reply = await self.teacher.complete(request.messages, **kwargs)
+        except TeacherRejected as exc:
+            # parse_* reasons are our own validator's (the teacher kept failing it); others are the teacher's
+            reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
+            return self.sink.put(self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw))
+        try:
+            if self.module is textbook:
+                text = textbook.parse(reply.text)
+                return self.sink.put(self.row_cls(**self._fields(item, request, reply), text=text), text, reply.text)
+            ex = exercise.parse(reply.parsed, item.function_name)
+        except ParseError as exc:
+            return self.sink.put(self._reject(item, request, reply, exc.reason, str(exc), reply.text))
+        async with self.exec_slots:
+            outcome = await sandbox.run_code(exercise.program(ex), self.limits)
+        if not outcome.ok:
+            return self.sink.put(self._reject(item, request, reply, f"exec_{outcome.reason}", outcome.detail, reply.text))
+        row = self.row_cls(**self._fields(item, request, reply), prompt=ex.prompt, solution=ex.solution, tests=ex.tests,
+                           run_s=round(outcome.seconds, 4))
+        self.sink.put(row, f"{ex.prompt}\n{ex.solution}", reply.text)
+
+    async def run(self, todo: list[PlanItem]) -> None:
+        items = iter(todo)
+
+        async def worker() -> None:
+            for item in items:  # one shared iterator: each item goes to exactly one worker
+                await self.process(item)
+
+        # The teacher bounds requests in flight; twice as many workers keep its slots full while others
+        # parse, write or sit in the sandbox.
+        n_workers = min(len(todo), 2 * self.teacher_cfg.concurrency + (self.exec_workers if self.module is exercise else 0))
+        tasks = [asyncio.create_task(worker()) for _ in range(max(1, n_workers))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.sink.checkpoint()  # whatever happened, what was done stays done
+            self.sink.close_bar()
+
+
+async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm) -> Summary:
+    from textbook.teacher.client import Teacher
+
+    start = time.perf_counter()
+    cache_path = out / CACHE_FILE if teacher_cfg.cache else None
+    # The teacher's own bar stays off: the run's bar counts rows and shows the teacher's counters.
+    async with Teacher(teacher_cfg, cache_path=cache_path, progress=False) as teacher:
+        await teacher.check()
+        tree, _ = _known_topics(gen, out, topics_file)
+        if tree is None:
+            tree = await expand_topics(teacher, prompts, gen.topic, depth=gen.depth, breadth=gen.breadth)
+        save_topics(out / TOPICS_FILE, tree)
+        plan = _plan(gen, tree, vocabulary)
+        run = _Run(gen, teacher_cfg, teacher, prompts, out)
+        template_sha = prompts.get(run.module.TEMPLATE).sha256
+        done = run.resume(plan_sha(tree, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, extra=[gen.kind, template_sha]))
+        if len(done) > gen.n:
+            raise TextbookError(f"{out} already holds {len(done):,} planned rows, more than --n {gen.n:,}: pass --n {len(done)} or more, or a new --out")
+        todo = [item for item in plan if item.plan_id not in done]
+        if todo and confirm is not None and not confirm(f"{len(todo):,} requests to {teacher_cfg.model} ({len(done):,} already done)"):
+            raise TextbookError("cancelled: nothing was generated")
+        run.sink.open_bar(gen.n, len(done), progress)
+        await run.run(todo)
+        this_run = teacher.stats.as_dict()
+    sink = run.sink
+    rows, rejected, prompt_tokens, completion_tokens, cost = count_output(
+        sink.kept_dir, sink.rejects_dir, teacher_cfg.model, teacher_cfg.price_file
+    )
+    summary = Summary(
+        gen.kind, gen.n, rows, rejected, prompt_tokens, completion_tokens, cost, time.perf_counter() - start, this_run,
+        paths={"rows": str(sink.kept_dir), "rejects": str(sink.rejects_dir), "topics": str(out / TOPICS_FILE)},
+    )
+    if gen.kind == "exercises":
+        summary.notes.append(f"sandbox: {sandbox.isolation()}")
+    sink.close(summary.totals())
+    return summary

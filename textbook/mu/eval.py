@@ -1,0 +1,173 @@
+"""Evaluation of a trained run: settings exact match (by action and noise style) and LM perplexity.
+
+Settings: greedy decoding of every query of a split. An output counts as correct when it parses as
+a function call (`textbook.settings.target.parse_target`), is valid for the catalogue
+(`validate_target`) and its canonical text equals the target's; outputs that fail either check are
+"invalid". Latency is measured per request (batch of one, tokenize -> encode -> decode -> parse) on
+the first `latency_samples` rows, apart from the batched accuracy pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+
+from textbook.errors import TextbookError
+from textbook.mu.checkpoint import load_model, tokenizer_path
+from textbook.mu.data import IGNORE, BatchStream, check_shards
+from textbook.mu.tokenizer import load_tokenizer
+from textbook.shards import atomic_write_json, read_manifest, read_shard
+
+
+def _rows(directories: list[Path], split: str | None) -> pa.Table:
+    shards = check_shards(directories, ["query", "target"])
+    tables = [read_shard(path).slice(0, rows) for path, rows in shards]
+    if not tables:
+        raise TextbookError(f"no rows in {', '.join(map(str, directories))}: the shards are empty")
+    table = pa.concat_tables(tables, promote_options="default")
+    if split and "split" in table.column_names:
+        table = table.filter(pc.equal(table["split"], split))
+    if table.num_rows == 0:
+        raise TextbookError(f"no {split!r} rows in {', '.join(map(str, directories))}: pass --split with a split the shards hold")
+    return table
+
+
+def _generation_catalogue(directories: list[str | Path]) -> str | None:
+    """The catalogue file the shards were generated from (manifest config), None = the bundled one."""
+    for directory in directories:
+        config = (read_manifest(directory) or {}).get("config") or {}
+        if config.get("catalogue"):
+            return config["catalogue"]
+    return None
+
+
+def _encode(tokenizer, texts: list[str], eos: int) -> list[list[int]]:
+    return [e.ids + [eos] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = True
+    return ids.to(device), mask.to(device)
+
+
+def _judge(text: str, gold: str, catalogue) -> tuple[bool, bool]:
+    """(valid, correct) for one output."""
+    from textbook.settings.target import TargetError, canonical, parse_target, validate_target
+
+    try:
+        target = parse_target(text)
+    except TargetError:
+        return False, False
+    if validate_target(target, catalogue):
+        return False, False
+    return True, target.to_json() == canonical(gold)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+@torch.no_grad()
+def eval_settings(
+    run: str | Path, data: list[str | Path], *, split: str = "test", catalogue: str | Path | None = None,
+    batch_size: int = 64, latency_samples: int = 200, limit: int | None = None, device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Exact match of a run's function calls on a settings split; the report is also saved in RUN."""
+    from tqdm import tqdm
+
+    from textbook.settings.target import load_catalogue
+
+    model, cfg = load_model(run, device)
+    tokenizer = load_tokenizer(tokenizer_path(run))
+    cat = load_catalogue(catalogue or _generation_catalogue(data))
+    table = _rows([Path(d) for d in data], split)
+    if limit:
+        table = table.slice(0, limit)
+    rows = table.to_pylist()
+    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg.eos_id)
+    too_long = sum(len(s) > cfg.max_source_len for s in sources)
+    if too_long:
+        raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
+    outputs: list[str] = [""] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(sources[i]))  # little padding per batch
+    for start in tqdm(range(0, len(order), batch_size), disable=not progress, unit="batch", desc="eval"):
+        idx = order[start : start + batch_size]
+        src, mask = _pad([sources[i] for i in idx], cfg.pad_id, device)
+        for i, tokens in zip(idx, model.generate(src, mask)):
+            outputs[i] = tokenizer.decode(tokens)
+
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    valid_count = correct_count = 0
+    errors = []
+    for row, text in zip(rows, outputs):
+        valid, correct = _judge(text, row["target"], cat)
+        valid_count += valid
+        correct_count += correct
+        keys = {"action": [row.get("action") or "?"], "style": [row.get("style") or "?"],
+                "noise": list(row.get("noise_ops") or []) or ["clean"]}
+        for group, names in keys.items():
+            for name in names:
+                groups[group][name][0] += correct
+                groups[group][name][1] += 1
+        if not correct and len(errors) < 20:
+            errors.append({"query": row["query"], "target": row["target"], "output": text})
+
+    latencies = []
+    for row in rows[:latency_samples]:
+        t0 = time.perf_counter()
+        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg.eos_id), cfg.pad_id, device)
+        _judge(tokenizer.decode(model.generate(src, mask)[0]), row["target"], cat)
+        latencies.append((time.perf_counter() - t0) * 1000)
+
+    n = len(rows)
+    report = {
+        "run": str(run), "split": split, "rows": n,
+        "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n,
+        "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},
+        "by_style": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["style"].items())},
+        "by_noise": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["noise"].items())},
+        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "requests": len(latencies),
+                       "device": device, "threads": torch.get_num_threads()} if latencies else None,
+        "errors": errors,
+    }
+    atomic_write_json(Path(run) / f"eval-settings-{split}.json", report)
+    return report
+
+
+@torch.no_grad()
+def eval_lm(
+    run: str | Path, data: list[str | Path], *, text_column: str = "text", batch_size: int = 16,
+    limit_batches: int | None = None, device: str = "cpu", progress: bool = True,
+) -> dict[str, Any]:
+    """Perplexity of the decoder's continuations (the pretraining task: prefix -> continuation)."""
+    from tqdm import tqdm
+
+    model, cfg = load_model(run, device)
+    tokenizer = load_tokenizer(tokenizer_path(run))
+    stream = BatchStream(list(data), tokenizer, cfg, task="pretrain", split=None, text_column=text_column, batch_size=batch_size)
+    nll, tokens = 0.0, 0
+    for i, batch in enumerate(tqdm(stream.one_pass(), disable=not progress, unit="batch", desc="eval")):
+        if limit_batches is not None and i >= limit_batches:
+            break
+        batch = batch.to(device)
+        logits = model(batch.src_ids, batch.src_mask, batch.tgt_in)
+        nll += float(F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE, reduction="sum"))
+        tokens += int((batch.labels != IGNORE).sum())
+    report = {"run": str(run), "tokens": tokens, "nll_per_token": nll / tokens, "perplexity": math.exp(nll / tokens)}
+    atomic_write_json(Path(run) / "eval-lm.json", report)
+    return report

@@ -1,0 +1,76 @@
+"""Muon for hidden matrices, AdamW for everything else, and the warmup-stable-decay schedule.
+
+Muon (Keller Jordan 2024; `torch.optim.Muon`) orthogonalises the momentum of 2-D weight matrices
+with Newton-Schulz iterations (coefficients 3.4445, -4.7750, 2.0315; 5 steps; Nesterov 0.95). It is
+meant for the hidden matrices only: the embedding (which is also our output head: tied), norms and
+biases are not linear maps between hidden states and stay with AdamW, as in modded-nanogpt and
+Moonshot's "Muon is Scalable for LLM Training". With adjust_lr_fn="match_rms_adamw" (Moonshot) Muon's
+update has AdamW's RMS, so both share one learning rate and weight decay.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+import torch
+
+
+def route_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Split trainable parameters: the weight of every nn.Linear goes to Muon, all else to AdamW.
+
+    AdamW gets: the shared embedding/output head (an nn.Embedding), LayerNorm weights, biases, and
+    LoRA factors (plain Parameters, not nn.Linear: low-rank factors are not hidden matrices, and
+    orthogonalising A and B separately does not orthogonalise their product).
+    """
+    routes: dict[str, list[tuple[str, nn.Parameter]]] = {"muon": [], "adamw": []}
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            full = f"{module_name}.{name}" if module_name else name
+            is_hidden_matrix = isinstance(module, nn.Linear) and name == "weight" and param.ndim == 2
+            routes["muon" if is_hidden_matrix else "adamw"].append((full, param))
+    return routes
+
+
+def build_optimizers(
+    model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95)
+) -> list[torch.optim.Optimizer]:
+    routes = route_parameters(model)
+    optimizers: list[torch.optim.Optimizer] = []
+    if routes["muon"]:
+        optimizers.append(
+            torch.optim.Muon(
+                [p for _, p in routes["muon"]], lr=lr, weight_decay=weight_decay,
+                momentum=0.95, nesterov=True, adjust_lr_fn="match_rms_adamw",
+            )
+        )
+    decay = [p for _, p in routes["adamw"] if p.ndim >= 2]  # the embedding (and LoRA factors)
+    no_decay = [p for _, p in routes["adamw"] if p.ndim < 2]  # norms and biases: decaying them only hurts
+    groups = [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    if groups:
+        fused = all(p.is_cuda for g in groups for p in g["params"])
+        optimizers.append(torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = lr
+    return optimizers
+
+
+def wsd(step: int, total: int, warmup: int, decay_fraction: float = 0.2) -> float:
+    """Warmup-stable-decay multiplier for 0-based `step` of `total` (MiniCPM, arXiv 2404.06395).
+
+    Linear warmup over `warmup` steps, then 1.0, then a linear decay to 0 over the last
+    `decay_fraction` of the steps (the cooldown of modded-nanogpt). The stable phase lets a run be
+    extended or branched without restarting; the decay is where the loss drops.
+    """
+    warm = (step + 1) / warmup if warmup > 0 else 1.0
+    decay_steps = max(1, round(decay_fraction * total)) if decay_fraction > 0 else 0
+    cool = (total - step) / decay_steps if decay_steps else 1.0
+    return max(0.0, min(1.0, warm, cool))  # min: a short run's warmup and decay overlap without a jump
+
+
+def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> float:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * multiplier
+    return optimizers[0].param_groups[0]["lr"]

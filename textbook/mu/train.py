@@ -1,0 +1,265 @@
+"""The training loop: gradient accumulation, clipping, bf16 autocast + torch.compile on GPU, DDP, WSD.
+
+Several GPUs: `torchrun --nproc-per-node N -m textbook train ...` (DistributedDataParallel; each rank
+takes every N-th batch). Logs go to a progress bar on stderr and to RUN/log.jsonl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from textbook.config import public_dict
+from textbook.errors import TextbookError
+from textbook.mu.checkpoint import (
+    WEIGHTS, checkpoint_dir, load_checkpoint, read_run_config, save_checkpoint, save_weights,
+)
+from textbook.mu.data import IGNORE, Batch, BatchStream
+from textbook.mu.distill import kd_loss
+from textbook.mu.flops import peak_flops, training_flops
+from textbook.mu.lora import merge_lora
+from textbook.mu.model import Mu, count_parameters
+from textbook.mu.optim import build_optimizers, set_lr, wsd
+from textbook.mu.setup import Distributed, build_run
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...] = ()
+    out: str = "runs/mu"
+    task: str = "settings"  # settings (query -> function call) | pretrain (prefix -> continuation)
+    preset: str = "mu-small"
+    text_column: str = "text"
+    tokenizer: str | None = None  # a tokenizer.json; default: --init-from's, --distill-from's, else trained on --data
+    vocab_size: int | None = None  # for a tokenizer trained here; default: the preset's
+    max_source_len: int | None = None  # default: the preset's
+    max_target_len: int | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int = 1000
+    epochs: float | None = None  # settings only: sets max_steps from the number of train rows
+    max_minutes: float | None = None  # time box: after 10 timed steps, the step count is cut to fit (then fixed)
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    decay_fraction: float = 0.2
+    clip: float = 1.0
+    seed: int = 0
+    init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # default: the rank (scale 1)
+    distill_from: str | None = None  # a larger Mu run with the same tokenizer (logit KD)
+    kd_weight: float = 0.5
+    kd_temperature: float = 1.0
+    skip_long: bool = False
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    compile: bool | None = None  # default: on GPU only
+    device: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    eval_batches: int = 20  # validation batches scored at each checkpoint (settings with a validation split)
+    resume: bool = False
+
+
+# Fields that may differ between a run and its --resume (they do not change the result).
+_RESUME_FREE = {"resume", "device", "compile", "log_every", "checkpoint_every", "eval_batches"}
+
+
+def _check_resume(cfg: TrainConfig, run: Path) -> None:
+    stored = read_run_config(run)["train"]
+    now = public_dict(cfg)
+    diff = [f"{k}={stored.get(k)!r} (now {now[k]!r})" for k in now if k not in _RESUME_FREE and stored.get(k) != now[k]]
+    if diff:
+        raise TextbookError(f"{run} was started with {', '.join(diff)}: resume with the same flags")
+
+
+@dataclass
+class _Window:
+    """Sums over the steps since the last log line."""
+
+    tokens: int = 0
+    flops: float = 0.0
+    loss: torch.Tensor | float = 0.0  # summed on the device: reading it every step would stall a GPU
+    steps: int = 0
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, tokens: int, flops: float, loss: torch.Tensor) -> None:
+        self.tokens, self.flops, self.loss = self.tokens + tokens, self.flops + flops, self.loss + loss
+
+
+def _autocast(device: torch.device, precision: str):
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def cross_entropy(model, src_ids, src_mask, tgt_in, labels, keep_logits: bool = False):
+    """Mean cross-entropy over real target tokens (and the logits when asked: distillation needs them).
+
+    Compiled as one function on GPU so the fp32 upcast and log-softmax of the (B, T, V) logits fuse
+    with the head instead of round-tripping through memory.
+    """
+    logits = model(src_ids, src_mask, tgt_in)  # (B, T, V)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    return (ce, logits) if keep_logits else (ce, None)
+
+
+def _loss(forward, model, batch: Batch, teacher: Mu | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    ce, logits = forward(model, batch.src_ids, batch.src_mask, batch.tgt_in, batch.labels, keep_logits=teacher is not None)
+    if teacher is None:
+        return ce, ce
+    with torch.no_grad():
+        teacher_logits = teacher(batch.src_ids, batch.src_mask, batch.tgt_in)
+    kd = kd_loss(logits, teacher_logits, batch.labels, cfg.kd_temperature)
+    return (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd, ce
+
+
+@torch.no_grad()
+def validation_loss(model, stream: BatchStream, device: torch.device, precision: str, limit: int) -> float:
+    """Token-weighted mean cross-entropy over up to `limit` batches of one pass."""
+    total, count = 0.0, 0
+    model.eval()
+    for i, batch in enumerate(stream.one_pass()):
+        if i >= limit:
+            break
+        batch = batch.to(device)
+        with _autocast(device, precision):
+            logits = model(batch.src_ids, batch.src_mask, batch.tgt_in)
+        n = int((batch.labels != IGNORE).sum())
+        total += float(F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)) * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def _export_weights(run: Path, raw: torch.nn.Module, lora: bool) -> None:
+    """RUN/model.safetensors: the plain model (LoRA merged) that eval and export load."""
+    model = merge_lora(copy.deepcopy(raw)) if lora else raw
+    save_weights(run / WEIGHTS, model.state_dict())
+
+
+_TIMED_STEPS = 10
+
+
+def _fit_steps(minutes: float, done: int, total: int, start: float, timed_since: float, dist: Distributed) -> int:
+    """The step count that ends a time-boxed run inside its budget (fixed once, so a resume keeps the schedule)."""
+    per_step = dist.mean((time.perf_counter() - timed_since) / _TIMED_STEPS)
+    remaining = minutes * 60 - (time.perf_counter() - start)
+    return max(done, min(total, done + int(0.95 * remaining / per_step)))  # 5%: checkpoints and validation
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run; returns a summary. The library entry point of `textbook train`."""
+    from tqdm import tqdm
+
+    if not cfg.data:
+        raise TextbookError("no training data: pass --data DIR (a shard directory; repeat for several)")
+    run = Path(cfg.out)
+    if cfg.resume:
+        _check_resume(cfg, run)
+        if checkpoint_dir(run) is None:
+            raise TextbookError(f"{run} has no checkpoint to resume from: drop --resume to start a new run")
+    elif checkpoint_dir(run) is not None:
+        raise TextbookError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    dist = Distributed.start(cfg.device)
+    torch.manual_seed(cfg.seed)
+    built = build_run(cfg, run, dist)
+    raw, mcfg, tokenizer, teacher = built.model, built.model_cfg, built.tokenizer, built.teacher
+    stream = BatchStream(
+        list(cfg.data), tokenizer, mcfg, task=cfg.task, text_column=cfg.text_column, batch_size=cfg.batch_size,
+        seed=cfg.seed, skip_long=cfg.skip_long, rank=dist.rank, world=dist.world,
+    )
+    val = None
+    if cfg.task == "settings":
+        val = BatchStream(list(cfg.data), tokenizer, mcfg, task="settings", split="validation",
+                          batch_size=cfg.batch_size, skip_long=True, require_rows=False)
+        val = val if val.rows else None
+    total = cfg.max_steps if cfg.epochs is None else math.ceil(cfg.epochs * stream.steps_per_epoch(cfg.grad_accum))
+    optimizers = build_optimizers(raw, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state: dict[str, Any] = {"step": 0, "position": None, "tokens": 0, "elapsed_s": 0.0, "total": None}
+    if cfg.resume:
+        state = load_checkpoint(run, raw, optimizers)
+    total = state["total"] or total
+    model = raw
+    if dist.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    forward = cross_entropy
+    if cfg.compile if cfg.compile is not None else dist.device.type == "cuda":
+        forward = torch.compile(cross_entropy, dynamic=True)  # dynamic: length bucketing makes many shapes
+
+    peak = peak_flops(torch.cuda.get_device_name(dist.device)) if dist.device.type == "cuda" else None
+    log_path = run / "log.jsonl"
+    batches = stream.iterate(state["position"])
+    bar = tqdm(total=total, initial=state["step"], disable=not (progress and dist.main), file=sys.stderr, unit="step", dynamic_ncols=True)
+    window = _Window()
+    start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
+    model.train()
+    step, timed_from = state["step"], (state["step"], time.perf_counter())
+    while step < total:
+        lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction))
+        for micro in range(cfg.grad_accum):
+            batch, position = next(batches)
+            batch = batch.to(dist.device)
+            sync = micro == cfg.grad_accum - 1 or dist.world == 1
+            with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(dist.device, cfg.precision):
+                loss, ce = _loss(forward, model, batch, teacher, cfg)
+                (loss / cfg.grad_accum).backward()
+            flops = training_flops(mcfg, *batch.src_ids.shape, batch.tgt_in.shape[1])
+            window.add(batch.tokens * dist.world, flops * dist.world, ce.detach() / cfg.grad_accum)
+            state["tokens"] += batch.tokens * dist.world
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.clip)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        window.steps += 1
+        if cfg.max_minutes and state["total"] is None and step + 1 - timed_from[0] == _TIMED_STEPS:
+            total = state["total"] = _fit_steps(cfg.max_minutes, step + 1, total, start, timed_from[1], dist)
+            bar.total = total
+        last = step + 1 == total
+        if (step + 1) % cfg.log_every == 0 or last:
+            if dist.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - window.t0
+            loss_value = dist.mean(float(window.loss) / window.steps)
+            record = {
+                "step": step + 1, "loss": round(loss_value, 5), "lr": lr, "grad_norm": round(float(grad_norm), 4),
+                "tokens": state["tokens"], "tokens_per_s": round(window.tokens / seconds, 1),
+                "mfu": round(window.flops / seconds / (peak * dist.world), 4) if peak else None,
+                "elapsed_s": round(time.perf_counter() - start, 1),
+            }
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+            if dist.main:
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            window = _Window()
+        if (step + 1) % cfg.checkpoint_every == 0 or last:
+            if val is not None and dist.main:
+                val_loss = validation_loss(raw, val, dist.device, cfg.precision, cfg.eval_batches)
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps({"step": step + 1, "val_loss": round(val_loss, 5)}) + "\n")
+                bar.write(f"step {step + 1}: validation loss {val_loss:.4f}")
+            state.update(step=step + 1, position=position, elapsed_s=time.perf_counter() - start)
+            if dist.main:
+                save_checkpoint(run, raw, optimizers, state)
+                _export_weights(run, raw, cfg.lora_rank > 0)
+            dist.barrier()
+        bar.update(1)
+        step += 1
+    bar.close()
+    dist.stop()
+    return {
+        "run": str(run), "steps": total, "tokens": state["tokens"], "elapsed_s": round(time.perf_counter() - start, 1),
+        "loss": loss_value, "val_loss": val_loss, "parameters": count_parameters(mcfg)["total"],
+        "trainable": built.trainable, "device": str(dist.device), "world": dist.world, "rank": dist.rank,
+        "skipped_long": stream.skipped,
+    }

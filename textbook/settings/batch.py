@@ -1,0 +1,70 @@
+"""One teacher batch: seeds -> paraphrases (with the setting's metadata) -> judge -> labelled candidates.
+
+Deterministic in (seed, batch index) apart from the teacher's replies, which the response cache replays,
+so a killed run resumes by replaying the batch from the cache at no cost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from textbook.prompts import Prompts
+from textbook.settings import judge, paraphrase
+from textbook.settings.language import A
+from textbook.settings.pipeline import Chunk, Context, emit
+from textbook.settings.target import format_target
+from textbook.teacher.client import Teacher, TeacherRejected
+
+
+async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int) -> Chunk:
+    cfg, settings = ctx.cfg, ctx.catalogue.settings
+    rng = random.Random(f"{cfg.seed}:teacher:{b}")
+    jobs = []
+    for j in range(cfg.teacher_batch):
+        seed = ctx.bank.draw(rng, ctx.chooser.pick(rng))
+        if seed is not None:
+            jobs.append((seed, paraphrase.styles_for(cfg.paraphrases, b * cfg.teacher_batch + j),
+                         random.Random(f"{cfg.seed}:judge:{b}:{j}")))
+    para_sha = prompts.get(paraphrase.TEMPLATE).sha256
+    judge_sha = prompts.get(judge.TEMPLATE).sha256
+
+    async def work(job):
+        seed, styles, jrng = job
+        s = settings[seed.setting]
+        messages = paraphrase.render(prompts, s, seed=seed.text, action=seed.action, value=seed.value, styles=styles)
+        reply = await teacher.complete(messages, template_sha=para_sha, json_schema=paraphrase.SCHEMA,
+                                       validate=lambda obj: paraphrase.parse(obj, styles))
+        pairs = paraphrase.parse(reply.parsed, styles)
+        if not cfg.judge:
+            return pairs, [(None, None)] * len(pairs)
+        candidates = judge.shortlist(ctx.catalogue, seed.setting, ctx.groups[seed.setting], jrng)
+        try:
+            verdict = await teacher.complete(judge.render(prompts, candidates, [t for _, t in pairs]),
+                                             template_sha=judge_sha, json_schema=judge.SCHEMA, temperature=0.0,
+                                             validate=lambda obj: judge.parse(obj, len(pairs)))
+        except TeacherRejected as exc:  # no verdict, no label check: these paraphrases cannot be trusted
+            return pairs, [(f"judge_failed_{exc.reason}", None)] * len(pairs)
+        answers = judge.parse(verdict.parsed, len(pairs))
+        return pairs, [(judge.disagreement(answers.get(k), s.id, seed.action, seed.value), answers.get(k))
+                       for k in range(len(pairs))]
+
+    results = await teacher.map(jobs, work)
+    out = Chunk()
+    noise_rng = random.Random(f"{cfg.seed}:teacher-noise:{b}")
+    for (seed, _, _), result in zip(jobs, results):
+        s = settings[seed.setting]
+        target = format_target(seed.action, s.id, seed.value)
+        if isinstance(result, TeacherRejected):
+            out.drop(f"paraphrase_failed_{result.reason}", query="", clean=seed.text, target=target, source="teacher",
+                     style="", detail=(result.raw or result.detail or "")[:2000])
+            continue
+        for (style, text), (reason, answer) in zip(*result):
+            if reason:
+                out.drop(reason, query=text, clean=text, target=target, source="teacher", style=style,
+                         detail=json.dumps(answer, ensure_ascii=False) if answer else "")
+                continue
+            tokens = text.split()
+            emit(ctx, noise_rng, out, tokens=tokens, kinds=[ctx.lexicon.kind(t, A) for t in tokens], action=seed.action,
+                 index=seed.setting, value=seed.value, style=style, source="teacher", group=seed.text)
+    return out

@@ -1,0 +1,54 @@
+"""Settings generation config: the defaults are the recipe (CLI > [settings] in textbook.toml > defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from textbook.config import resolve
+from textbook.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsConfig:
+    n: int = 200_000  # samples to write (teacher + template)
+    out: str = "out"
+    catalogue: str | None = None  # None = the bundled Windows catalogue
+    seed: int = 0
+    noise_rate: float = 0.3  # share of samples that get 1-3 noise operations
+    none_rate: float = 0.06  # share of out-of-scope requests (target {"action":"none"})
+    format: str = "arrow"
+    offline: bool = False  # templates only, even when a teacher is configured
+    teacher_share: float = 0.3  # share of n made of teacher paraphrases (when a teacher is used)
+    paraphrases: int = 6  # rewrites asked per seed
+    teacher_batch: int = 32  # seeds per teacher batch (one checkpoint each)
+    judge: bool = True  # second teacher pass that drops paraphrases whose label it disagrees with
+    max_duplicates: int = 20  # copies allowed of one normalised query
+    popularity_floor: float = 0.3  # every setting gets at least this share of a uniform draw
+    confusable_boost: float = 0.5  # extra weight for settings whose names overlap another's
+    validation_share: float = 0.05
+    test_share: float = 0.05
+    workers: int = 0  # processes rendering template chunks; 0 = auto (from 100k samples on 4+ cores: cores - 1, up to 4)
+    checkpoint_chunks: int = 16  # template chunks (4,096 candidates each) between checkpoints
+    prompts: str | None = None  # directory overriding prompts/*.j2
+
+
+def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> SettingsConfig:
+    cfg = resolve(SettingsConfig, cli=cli, file=file.get("settings", {}), section="settings")
+    checks = [
+        (cfg.n > 0, "--n must be > 0"),
+        (0.0 <= cfg.noise_rate <= 1.0, "--noise-rate must be between 0 and 1"),
+        (0.0 <= cfg.none_rate < 1.0, "--none-rate must be between 0 and 1 (exclusive)"),
+        (0.0 <= cfg.teacher_share <= 1.0, "--teacher-share must be between 0 and 1"),
+        (cfg.paraphrases >= 1, "--paraphrases must be >= 1"),
+        (cfg.max_duplicates >= 1, "max_duplicates must be >= 1"),
+        (cfg.validation_share >= 0 and cfg.test_share >= 0 and cfg.validation_share + cfg.test_share < 1,
+         "validation_share + test_share must be below 1"),
+        (cfg.workers >= 0, "--workers must be >= 0 (0 = auto)"),
+        (cfg.checkpoint_chunks >= 1, "checkpoint_chunks must be >= 1"),
+        (0.0 <= cfg.popularity_floor <= 1.0, "popularity_floor must be between 0 and 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg

@@ -1,0 +1,170 @@
+"""The target a settings model emits: one compact JSON function call. Grammar in TARGET.md.
+
+    {"action":"none"}                                   not a settings request
+    {"action":"open","id":"display.brightness"}         open a page, or the page of a setting
+    {"action":"on","id":"bluetooth.enabled"}            toggle on (and "off")
+    {"action":"set","id":"display.brightness","value":70}
+    {"action":"set","id":"personalization.colors.mode","value":"dark"}
+    {"action":"increase","id":"sound.volume"}           one relative step (and "decrease")
+    {"action":"increase","id":"sound.volume","value":20}  by an amount
+    {"action":"run","id":"windowsupdate.check"}         press a button
+
+Canonical text: keys in the order action, id, value; no spaces; integral numbers without ".0";
+non-ASCII kept as is. Training targets are canonical, so exact match of canonical strings is the metric.
+
+Contract (stable; the trainer's evaluator imports this module, so it must never import openai or torch):
+    parse_target(text) -> Target          raises TargetError (a ValueError) on anything outside the grammar
+    Target.to_json() -> canonical text    canonical(text) = parse_target(text).to_json()
+    validate_target(target, catalogue) -> list[str]   empty when the call is valid for that catalogue
+    load_catalogue(path=None) -> Catalogue             None = the bundled Windows catalogue
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from textbook.settings.catalogue import Catalogue, Setting, load_catalogue
+
+__all__ = ["ACTIONS", "Target", "TargetError", "canonical", "load_catalogue", "parse_target", "validate_target"]
+
+ACTIONS = ("none", "open", "on", "off", "set", "increase", "decrease", "run")
+_NEEDS_VALUE = {"set"}
+_MAY_HAVE_VALUE = {"set", "increase", "decrease"}
+
+
+class TargetError(ValueError):
+    """Text that is not a settings function call in the grammar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    action: str
+    id: str | None = None
+    value: Any = None  # None = no value given (JSON null is not part of the grammar)
+
+    def to_json(self) -> str:
+        return format_target(self.action, self.id, self.value)
+
+    @property
+    def value_json(self) -> str | None:
+        """The value as JSON text (the shards' `value` column), or None."""
+        return None if self.value is None else value_text(self.value)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _norm_number(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def value_text(value: Any) -> str:
+    """A value as canonical JSON text (cached: a catalogue has few distinct values)."""
+    key = (type(value), value)
+    text = _VALUE_TEXT.get(key)
+    if text is None:
+        text = _VALUE_TEXT[key] = _dump(_norm_number(value))
+    return text
+
+
+_VALUE_TEXT: dict[tuple, str] = {}
+
+
+def format_target(action: str, setting_id: str | None = None, value: Any = None) -> str:
+    """Canonical text for a call, without checking it (the generator's hot path)."""
+    if action == "none":
+        return '{"action":"none"}'
+    head = f'{{"action":{_dump(action)},"id":{_dump(setting_id)}' if not _SAFE.issuperset(setting_id) or not _SAFE.issuperset(action) \
+        else f'{{"action":"{action}","id":"{setting_id}"'
+    if value is None:
+        return head + "}"
+    return f'{head},"value":{value_text(value)}}}'
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def parse_target(text: str) -> Target:
+    """Parse a model's output into a Target; TargetError says why it is not a call."""
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise TargetError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise TargetError("a call is a JSON object")
+    unknown = set(obj) - {"action", "id", "value"}
+    if unknown:
+        raise TargetError(f"unknown key(s): {', '.join(sorted(unknown))}")
+    action = obj.get("action")
+    if action not in ACTIONS:
+        raise TargetError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+    if action == "none":
+        if len(obj) != 1:
+            raise TargetError('"none" takes no id or value')
+        return Target("none")
+    setting_id = obj.get("id")
+    if not isinstance(setting_id, str) or not setting_id:
+        raise TargetError(f'"{action}" needs an "id" string')
+    if "value" not in obj:
+        if action in _NEEDS_VALUE:
+            raise TargetError('"set" needs a "value"')
+        return Target(action, setting_id)
+    value = obj["value"]
+    if action not in _MAY_HAVE_VALUE:
+        raise TargetError(f'"{action}" takes no value')
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TargetError("value must be a number or a string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TargetError("value must be finite")
+    return Target(action, setting_id, _norm_number(value))
+
+
+def canonical(text: str) -> str:
+    """The canonical form of any text in the grammar (raises TargetError otherwise)."""
+    return parse_target(text).to_json()
+
+
+def _on_grid(value: float, lo: float, step: float) -> bool:
+    k = (value - lo) / step
+    return abs(k - round(k)) < 1e-6
+
+
+def _value_errors(target: Target, s: Setting) -> list[str]:
+    v = target.value
+    if target.action == "set":
+        if s.type == "range":
+            if not isinstance(v, (int, float)):
+                return [f"{s.id} takes a number, not {v!r}"]
+            if not s.min <= v <= s.max or not _on_grid(v, s.min, s.step):
+                return [f"{v} is outside {s.id}'s range {s.min:g}..{s.max:g} (step {s.step:g})"]
+            return []
+        if s.type == "enum":
+            if not any(v == o and type(v) is not bool for o in s.option_values):
+                return [f"{v!r} is not an option of {s.id} ({', '.join(map(str, s.option_values))})"]
+            return []
+        return [f"{s.id} is a {s.type}: it cannot be set to a value"]
+    if v is None:
+        return []
+    if s.type != "range":  # ordered enums move one option at a time
+        return [f"{s.id} moves one option at a time: no amount"]
+    if not isinstance(v, (int, float)) or v <= 0 or v > s.max - s.min or not _on_grid(v, 0, s.step):
+        return [f"amount {v!r} must be a positive multiple of {s.step:g} up to {s.max - s.min:g}"]
+    return []
+
+
+def validate_target(target: Target, catalogue: Catalogue) -> list[str]:
+    """Why this call is invalid for the catalogue (unknown id, action the setting lacks, bad value)."""
+    if target.action == "none":
+        return []
+    setting = catalogue.get(target.id or "")
+    if setting is None:
+        return [f"unknown setting id {target.id!r}"]
+    if target.action not in setting.actions:
+        return [f"{setting.id} is a {setting.type}: {target.action!r} is not one of {', '.join(setting.actions)}"]
+    return _value_errors(target, setting)

@@ -1,0 +1,373 @@
+"""The teacher client: any OpenAI-compatible endpoint through one shared `openai.AsyncOpenAI`.
+
+The SDK's own retries are off (`max_retries=0`): retrying is done here so that it can also cover
+bad replies, feed the adaptive concurrency limit, honour Retry-After for the whole run, and tell a
+request that is poison (rejected, the run goes on) from an endpoint that is gone (the run stops).
+Requests go through `client.post(..., cast_to=httpx2.Response)` and the JSON is read here: the
+typed `chat.completions.create` path cost 0.5-1 ms more per request here (parameter transformation
+and pydantic parsing; measured against the fake server at 8 and 64 requests in flight), and reading
+the body ourselves is what lets a malformed reply be retried like any other failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+import httpx2
+import openai
+
+from textbook.errors import TextbookError
+from textbook.teacher.cache import ResponseCache, cache_key
+from textbook.teacher.check import MODEL_FLAGS, auth_error, check_endpoint, public_url, quota_error
+from textbook.teacher.config import TeacherConfig, require_teacher
+from textbook.teacher.failures import connection_reason, error_field, one_line, retry_after, server_message
+from textbook.teacher.limits import AdaptiveConcurrency, TokenBucket, backoff, estimate_tokens
+from textbook.teacher.pricing import price_for
+from textbook.teacher.stats import Progress, TeacherStats
+from textbook.teacher.structured import BadReply, accept, rejects_response_format, response_format, with_instructions
+from textbook.teacher.transport import http_client
+
+log = logging.getLogger(__name__)
+J = TypeVar("J")
+R = TypeVar("R")
+
+MAX_RETRY_AFTER_S = 600.0  # a server asking for longer (a daily quota) stops the run instead of stalling it
+_REFIT = object()  # the request was adapted to what the server supports: send it again at once
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str  # the reply as sent (for JSON requests: before parsing)
+    parsed: Any  # the JSON value when a json_schema was given, else None
+    usage: Usage
+    finish_reason: str
+    cached: bool
+    model: str  # the model that answered, as the server names it
+    params: dict[str, Any] = field(default_factory=dict)  # sampling parameters as sent
+    latency_s: float = 0.0  # seconds from first send to the accepted reply (as first measured, for cache hits)
+
+
+class TeacherRejected(Exception):
+    """A request that failed for good; the caller keeps it in its rejects.
+
+    `reason` is short and countable ("length", "content_filter", "invalid_json", "schema_mismatch",
+    "invalid_output" or a validator's own `reason`, "bad_request", "server_error", ...), `detail`
+    says more, `raw` is the last reply text (None when the teacher sent none).
+    """
+
+    def __init__(self, reason: str, raw: str | None = None, *, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.raw = raw
+        self.detail = detail
+
+
+class Teacher:
+    """`async with Teacher(config, cache_path=...) as teacher:` then `check()`, `complete(...)`, `map(...)`."""
+
+    def __init__(self, config: TeacherConfig, *, cache_path: Path | None, progress_desc: str = "teacher",
+                 progress: bool | None = None):
+        self.config = require_teacher(config)
+        price = price_for(config.model, config.price_file)
+        self._price = price or (0.0, 0.0)
+        self.stats = TeacherStats(priced=price is not None, concurrency=config.concurrency)
+        self._cache_path = Path(cache_path) if cache_path is not None and config.cache else None
+        self._progress_desc, self._progress_enabled = progress_desc, progress
+        self._limit = AdaptiveConcurrency(config.concurrency)
+        self._rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute > 0 else None
+        self._tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute > 0 else None
+        # What this endpoint turned out not to support, learnt from its 400s and remembered for the run.
+        self._structured = True
+        self._max_tokens_field = "max_tokens"
+        self._dropped: set[str] = set()
+        self._last_success = 0.0
+        self._client: openai.AsyncOpenAI | None = None
+        self._cache: ResponseCache | None = None
+        self._progress: Progress | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def __aenter__(self) -> Teacher:
+        cfg = self.config
+        timeout = httpx2.Timeout(cfg.timeout_s, connect=min(10.0, cfg.timeout_s))
+        self._client = openai.AsyncOpenAI(
+            api_key=cfg.api_key or "no-key",  # local servers take any key; the SDK insists on one
+            base_url=cfg.base_url or "https://api.openai.com/v1",
+            max_retries=0,
+            timeout=timeout,
+            http_client=http_client(cfg.concurrency, timeout),
+        )
+        self._cache = ResponseCache(self._cache_path) if self._cache_path else None
+        self._progress = Progress(self.stats, self._progress_desc, self._progress_enabled)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.close()
+        if self._client is not None:
+            await self._client.close()
+        if self._cache is not None:
+            self._cache.close()
+        self._client = self._cache = self._progress = None
+
+    @property
+    def url(self) -> str:
+        return public_url(self.config.base_url or "https://api.openai.com/v1")
+
+    def set_total(self, total: int | None) -> None:
+        """How many completions the progress bar should expect (map() adds its jobs itself)."""
+        self._progress.set_total(total)
+
+    async def check(self) -> None:
+        """Fail fast, in seconds, with one line on what to fix: unreachable endpoint, bad key, unknown model."""
+        await check_endpoint(self._client, self.config)
+
+    # ---- completions ---------------------------------------------------------------------------------
+    async def complete(
+        self,
+        messages: list[dict],
+        *,
+        template_sha: str,
+        json_schema: dict | None = None,
+        validate: Callable[[Any], Any] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        """One reply that passed every check. `validate` gets the parsed JSON (or the text when no schema
+        is given) and raises ValueError to have the reply asked again; its return value is ignored.
+        Raises TeacherRejected when no acceptable reply came.
+
+        Every reply is cached under (request, attempt number), the bad ones too: a rerun replays the
+        same attempts from the cache and pays for none of them, and a fixed validator re-judges them.
+        """
+        cfg = self.config
+        params: dict[str, Any] = {
+            "temperature": cfg.temperature if temperature is None else temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": cfg.max_tokens if max_tokens is None else max_tokens,
+        }
+        if seed is not None:
+            params["seed"] = seed
+        started = time.monotonic()
+        reason = detail = raw = None
+        try:
+            for attempt in range(cfg.output_retries + 1):
+                key = hit = None
+                if self._cache is not None:
+                    key = cache_key(cfg.model, messages, params, template_sha, json_schema, attempt)
+                    hit = self._cache.get(key)
+                if hit is not None:
+                    text, finish, model, sent = hit["text"], hit["finish_reason"], hit["model"], hit["params"]
+                    usage, latency = Usage(*hit["usage"]), hit["latency_s"]
+                else:
+                    if attempt:
+                        self.stats.retries += 1
+                    text, finish, usage, model, sent = await self._send(messages, params, json_schema)
+                    latency = time.monotonic() - started
+                    if key is not None:
+                        self._cache.put(key, {"text": text, "finish_reason": finish, "model": model, "params": sent,
+                                              "usage": [usage.prompt_tokens, usage.completion_tokens], "latency_s": latency})
+                try:
+                    if finish in ("length", "content_filter"):
+                        limit = f" at max_tokens={sent.get(self._max_tokens_field)}" if finish == "length" else ""
+                        raise BadReply(finish, f"the reply stopped with finish_reason={finish}{limit}")
+                    parsed = accept(text, json_schema, validate)
+                except BadReply as bad:
+                    reason, detail, raw = bad.reason, bad.detail, text
+                    continue
+                self.stats.completed += 1
+                self.stats.cache_hits += hit is not None
+                return Completion(text, parsed, usage, finish, hit is not None, model, sent, latency)
+            raise TeacherRejected(reason, raw, detail=f"{detail} ({cfg.output_retries + 1} attempts)")
+        except TeacherRejected:
+            self.stats.rejected += 1
+            raise
+        finally:
+            self._progress.advance()
+
+    async def map(self, jobs: Iterable[J], fn: Callable[[J], Awaitable[R]]) -> list[R | TeacherRejected]:
+        """`[await fn(job) for job in jobs]`, concurrently (bounded), in order. A job whose fn raises
+        TeacherRejected gets the exception as its result; any other exception stops the rest and is raised."""
+        jobs = list(jobs)
+        self._progress.set_total((self._progress.bar.total or 0) + len(jobs))
+        results: list[Any] = [None] * len(jobs)
+        pending = iter(enumerate(jobs))
+
+        async def worker() -> None:
+            for i, job in pending:
+                try:
+                    results[i] = await fn(job)
+                except TeacherRejected as exc:
+                    results[i] = exc
+
+        # Twice the concurrency: workers busy with their own CPU work still leave every slot in use.
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(len(jobs), 2 * self.config.concurrency))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return results
+
+    # ---- one request, with transport retries -------------------------------------------------------
+    def _body(self, messages: list[dict], params: dict[str, Any], schema: dict | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        for name, value in params.items():
+            if name not in self._dropped:
+                body[self._max_tokens_field if name == "max_tokens" else name] = value
+        if schema is not None:
+            if self._structured:
+                body["response_format"] = response_format(schema)
+            else:
+                body["messages"] = with_instructions(messages, schema)
+        return body
+
+    async def _send(self, messages: list[dict], params: dict[str, Any], schema: dict | None):
+        """(text, finish_reason, usage, model, sampling params sent) of one answered request."""
+        cfg = self.config
+        tries = 0  # failures that count against max_retries
+        failures = 0  # all failures of this request (sets the backoff)
+        since = time.monotonic()  # the run made progress if some request succeeded after this
+        first_failure = 0.0
+        while True:
+            body = self._body(messages, params, schema)
+            estimate = estimate_tokens(body) if self._tpm else 0
+            epoch = await self._limit.acquire()
+            try:
+                if self._rpm:
+                    await self._rpm.acquire()
+                if self._tpm:
+                    await self._tpm.acquire(estimate)
+                self.stats.requests += 1
+                try:
+                    response = await self._client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    reply = _read_reply(response.content)
+                except openai.APIStatusError as exc:
+                    failure = self._status_failure(exc, body, epoch)
+                except openai.APITimeoutError:
+                    failure = ("timeout", f"no reply within {cfg.timeout_s:g}s", None)
+                except openai.APIConnectionError as exc:
+                    failure = ("connection", connection_reason(exc), None)
+                except BadReply as bad:
+                    failure = (bad.reason, bad.detail, None)
+                else:
+                    return self._succeeded(reply, body, estimate)
+            finally:
+                self._limit.release()
+            if failure is _REFIT:
+                continue
+            kind, detail, wait = failure
+            failures += 1
+            first_failure = first_failure or time.monotonic()
+            # A 429 while other requests get through is the server pacing the run, not this request
+            # failing: it does not use up the request's retries. Everything else does.
+            if not (kind == "rate_limited" and self._last_success > since):
+                tries += 1
+            since = time.monotonic()
+            if tries > cfg.max_retries:
+                raise self._gave_up(kind, detail, failures, first_failure)
+            self.stats.retries += 1
+            if wait is None:
+                wait = backoff(failures - 1, cfg.retry_base_s, cfg.retry_max_s)
+            else:  # honour Retry-After; the jitter keeps the requests it paused from returning all at once
+                wait += random.uniform(0.0, 0.1 * wait)
+            await asyncio.sleep(wait)
+
+    def _succeeded(self, reply: tuple, body: dict[str, Any], estimate: int):
+        text, finish, prompt_tokens, completion_tokens, model = reply
+        self._last_success = time.monotonic()
+        self._limit.succeeded()
+        stats = self.stats
+        stats.concurrency = self._limit.limit
+        stats.prompt_tokens += prompt_tokens
+        stats.completion_tokens += completion_tokens
+        stats.cost_usd += (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+        if self._tpm and (prompt_tokens or completion_tokens):
+            self._tpm.refund(estimate - prompt_tokens - completion_tokens)
+        sent = {k: v for k, v in body.items() if k not in ("model", "messages", "response_format")}
+        return text, finish, Usage(prompt_tokens, completion_tokens), model or self.config.model, sent
+
+    def _status_failure(self, exc: openai.APIStatusError, body: dict[str, Any], epoch: int):
+        """What an HTTP error means: a retryable (kind, detail, wait), _REFIT, or an exception raised here."""
+        status, where, model = exc.status_code, self.url, self.config.model
+        said = server_message(exc.body, self.config.api_key)
+        wait = retry_after(exc.response.headers)
+        if wait is not None and wait > MAX_RETRY_AFTER_S:
+            raise TextbookError(f"the teacher at {where} asks to wait {wait:.0f}s before retrying ({status}: {said}): "
+                                "rerun later; replies so far are cached")
+        if status == 429:
+            if (exhausted := quota_error(exc.body, where)) is not None:
+                raise exhausted
+            self.stats.rate_limited += 1
+            self._limit.rate_limited(epoch, wait)
+            self.stats.concurrency, self.stats.concurrency_cuts = self._limit.limit, self._limit.cuts
+            return ("rate_limited", f"429: {said}", wait)
+        if status >= 500 or status in (408, 409):
+            return ("server_error", f"{status}: {said}", wait)
+        if status in (401, 403):
+            raise auth_error(status, said, where)
+        if status == 404:
+            raise TextbookError(
+                f"the teacher at {where} answered 404 for model {model!r} ({said}): check {MODEL_FLAGS} and the base URL"
+            )
+        param = error_field(exc.body, "param")
+        if "response_format" in body and rejects_response_format(status, said, param):
+            self._structured = False
+            log.warning("the teacher does not take response_format (%s): asking for JSON in the prompt instead", said)
+            return _REFIT
+        lowered = said.lower()
+        if param == "max_tokens" and "max_completion_tokens" in lowered and "max_tokens" in body:
+            self._max_tokens_field = "max_completion_tokens"  # OpenAI reasoning models
+            return _REFIT
+        if param in ("temperature", "top_p", "seed") and param in body and "support" in lowered:
+            self._dropped.add(param)  # e.g. reasoning models take only the default temperature
+            log.warning("the teacher does not take %s (%s): sending requests without it", param, said)
+            return _REFIT
+        # Azure filters prompts with a 400 whose code is content_filter: the same verdict as finish_reason's.
+        reason = "content_filter" if error_field(exc.body, "code") == "content_filter" else "bad_request"
+        raise TeacherRejected(reason, None, detail=f"{status}: {said}")
+
+    def _gave_up(self, kind: str, detail: str, failures: int, first_failure: float) -> Exception:
+        where, attempts = self.url, f"{failures} attempt{'s' if failures > 1 else ''}"
+        if kind == "rate_limited":
+            return TextbookError(f"the teacher at {where} kept answering 429 (rate limited) over {attempts}: lower "
+                                 "--concurrency or set requests_per_minute / tokens_per_minute; replies so far are cached")
+        if self._last_success > first_failure:
+            # Other requests were answered while this one kept failing: it is the problem, not the endpoint.
+            return TeacherRejected(kind, None, detail=f"{detail} ({attempts})")
+        return TextbookError(f"the teacher at {where} failed {attempts} in a row ({kind}: {detail}): is it still up? "
+                             "rerun to resume; replies so far are cached")
+
+
+def _read_reply(content: bytes) -> tuple[str, str, int, int, str | None]:
+    """(text, finish_reason, prompt_tokens, completion_tokens, model) of a chat completion body."""
+    try:
+        data = json.loads(content)
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason") or "stop"
+        usage = data.get("usage") or {}
+        return (text, finish, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                data.get("model"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        start = one_line(content[:120].decode("utf-8", "replace"))
+        raise BadReply("malformed_response", f"not a chat completion: {start}") from None

@@ -1,0 +1,85 @@
+"""Reading failed requests: what the server said (one line, key redacted), why a connection failed, Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import socket
+import time
+from datetime import timezone
+from typing import Any, Mapping
+
+# Anything shaped like an API key, in case a server echoes one back (OpenAI's 401 quotes a masked key).
+_KEYLIKE = re.compile(r"\b(sk|key|api[_-]?key)[-_][A-Za-z0-9_\-*]{6,}", re.IGNORECASE)
+
+
+def one_line(text: str, secret: str | None = None, limit: int = 200) -> str:
+    """Whitespace folded, the API key and key-like tokens removed, cut to `limit` characters."""
+    text = " ".join(str(text).split())
+    if secret:
+        text = text.replace(secret, "[api key]")
+    text = _KEYLIKE.sub("[redacted]", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_field(body: Any, name: str) -> str | None:
+    """A field of an OpenAI-style error body ({"error": {...}} or the inner dict the SDK keeps)."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get(name) is not None:
+            return str(inner[name])
+        if isinstance(inner, str) and name == "message":  # {"error": "model not found"} (Ollama)
+            return inner
+    return None
+
+
+def server_message(body: Any, secret: str | None = None) -> str:
+    message = error_field(body, "message")
+    if message is None:
+        message = body if isinstance(body, str) else ""
+    return one_line(message, secret) or "no message"
+
+
+def connection_reason(exc: BaseException) -> str:
+    """Why a request never got an answer, from the exception chain the SDK wraps (httpx -> httpcore -> OSError)."""
+    seen: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in seen:
+        seen.append(link)
+        if isinstance(link, socket.gaierror):
+            return "host name not found"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, TimeoutError) or "Timeout" in type(link).__name__:
+            return "timed out"
+        link = link.__cause__ or link.__context__
+    names = [type(e).__name__ for e in seen]
+    detail = next((str(e) for e in reversed(seen) if str(e)), "")
+    return one_line(f"{names[-1]}: {detail}" if detail else names[-1], limit=120)
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms` (OpenAI, Azure), then `Retry-After` as
+    seconds or as an HTTP-date (RFC 9110 10.2.3). None when absent or unreadable."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # "-0000" zone: the date is still UTC
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
