@@ -9,6 +9,8 @@ Sections (all on this machine, in one invocation; ratios are against peers measu
                                    workers -> 14 band keys per doc (the only thing kept) -> components
                 textbook-cli       `textbook filter --preset dedup-only`: the same plus writing kept/ and
                                    removed/ shards and the report (like datatrove's filter stage)
+                textbook-16x7-verify  the same 112 permutations read as 16 bands x 7 rows, a candidate pair
+                                   linked only if its signatures estimate Jaccard >= 0.5 (high-recall.yaml)
               plus any bench_dedup.py method named in --peers (datatrove, textdedup need their venvs).
   classifier  held-out accuracy (tests/data/labels/heldout.jsonl: DCLM human labels, web textbook vs web
               pages) and scoring docs/s with 2 processes, for the bundled classifier and two peers
@@ -46,26 +48,31 @@ def bench_dedup():
 
 # ------------------------------------------------------------------ our workers (child processes)
 _HASHER = None  # built in the parent before the workers fork, so they inherit it
+_BANDS, _ROWS, _KEEP_SIGS = 14, 8, False
 
 
 def _keys_of(texts):
     from textbook.minhash import band_keys
 
-    return band_keys(_HASHER.signatures(texts), 14, 8)
+    sigs = _HASHER.signatures(texts)
+    return band_keys(sigs, _BANDS, _ROWS), (sigs if _KEEP_SIGS else None)
 
 
-def run_textbook(inp: str, out: str, procs: int) -> None:
-    """Stream the corpus in batches; only ids and 14 band keys per document are held."""
+def run_textbook(inp: str, out: str, procs: int, verify: float = 0.0) -> None:
+    """Stream the corpus in batches; only ids and 14 band keys per document are held (plus the
+    signatures when `verify` > 0: 16 x 7 bands, pairs kept if estimated Jaccard >= verify)."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    from textbook.minhash import MinHasher, cluster_band_keys, mp_context
+    from textbook.minhash import MinHasher, cluster_band_keys, estimate_jaccard, mp_context
 
-    global _HASHER
+    global _HASHER, _BANDS, _ROWS, _KEEP_SIGS
     bd = bench_dedup()
     t0 = time.perf_counter()
     _HASHER = MinHasher()
-    ids, keys = [], []
+    if verify:
+        _BANDS, _ROWS, _KEEP_SIGS = 16, 7, True
+    ids, keys, sigs = [], [], []
     f = pq.ParquetFile(inp, pre_buffer=False)  # the default keeps every chunk read: memory would grow
     batches = (b for b in f.iter_batches(batch_size=1000, columns=["id", "text"]))
 
@@ -81,10 +88,19 @@ def run_textbook(inp: str, out: str, procs: int) -> None:
         for chunk in texts():
             pending.append(pool.submit(_keys_of, chunk))
             if len(pending) >= 2 * procs:
-                keys.append(pending.pop(0).result())
-        keys.extend(f.result() for f in pending)
+                k, s = pending.pop(0).result()
+                keys.append(k)
+                sigs.append(s)
+        for f in pending:
+            k, s = f.result()
+            keys.append(k)
+            sigs.append(s)
     t1 = time.perf_counter()
-    rep = cluster_band_keys(np.concatenate(keys))
+    veto = None
+    if verify:
+        all_sigs = np.concatenate(sigs)
+        veto = lambda i, j: estimate_jaccard(all_sigs[i], all_sigs[j]) >= verify  # noqa: E731
+    rep = cluster_band_keys(np.concatenate(keys), veto)
     t2 = time.perf_counter()
     sizes = np.bincount(rep, minlength=len(rep))
     members = np.flatnonzero(sizes[rep] > 1)
@@ -120,7 +136,8 @@ def run_textbook_cli(inp: str, out: str, procs: int) -> None:
     bd.write_clusters(out, clusters, {"tool_s": t1 - t0, "processes": procs})
 
 
-OURS = {"textbook": run_textbook, "textbook-cli": run_textbook_cli}
+OURS = {"textbook": run_textbook, "textbook-cli": run_textbook_cli,
+        "textbook-16x7-verify": lambda inp, out, procs: run_textbook(inp, out, procs, verify=0.5)}
 
 
 def run_child(method: str, inp: str, workdir: Path, procs: int) -> tuple[Path, dict]:
@@ -166,7 +183,7 @@ def section_dedup(args, work: Path) -> dict:
     corpus, pairs_path = make_corpus(args.n, work)
     pairs = pq.read_table(pairs_path)
     results = {"corpus": corpus, "n": args.n, "procs": args.procs, "methods": {}}
-    methods = ["naive", "fast", "textbook", "textbook-cli"] + [m for m in args.peers.split(",") if m]
+    methods = ["naive", "fast", "textbook", "textbook-cli", "textbook-16x7-verify"] + [m for m in args.peers.split(",") if m]
     if args.skip_naive:
         methods.remove("naive")
     for method in methods:

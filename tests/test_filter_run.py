@@ -288,3 +288,25 @@ def test_an_input_without_rows(tmp_path):
     pq.write_table(empty, tmp_path / "none.parquet")
     report = run([tmp_path / "none.parquet", tmp_path / "blank.jsonl"], tmp_path / "out2")
     assert report["rows"] == 0 and report["kept_plus_removed_equals_input"]
+
+
+@pytest.mark.parametrize("verify,linked", [(0.5, True), (0.995, False)])
+def test_signature_check_vetoes_pairs_below_its_jaccard(tmp_path, verify, linked):
+    base = passing(real_docs())[0]["text"]
+    rows = [{"id": "a", "text": base}, {"id": "b", "text": edited(base, 0.02, 3)}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"dedup: {{bands: 16, rows: 7, verify: {verify}}}\nclassifier: {{enabled: false}}\n"
+                      "gopher_quality: {enabled: false}\ngopher_repetition: {enabled: false}\nc4: {enabled: false}\n"
+                      "fineweb: {enabled: false}\n")
+    run([tmp_path / "in.parquet"], tmp_path / "out", preset=str(preset))
+    kept, removed = outputs(tmp_path / "out")
+    assert (removed.column("reason").to_pylist() == ["near_duplicate_of:a"]) is linked
+    assert kept.num_rows + removed.num_rows == 2
+
+
+def test_bundled_presets_load():
+    high = load_preset("high-recall")
+    assert (high.dedup.bands, high.dedup.rows, high.dedup.verify) == (16, 7, 0.5)
+    assert load_preset("fineweb").c4.curly_bracket and not load_preset("default").c4.curly_bracket
+    assert not load_preset("dedup-only").gopher_quality.enabled

@@ -47,11 +47,22 @@ def test_batches_pad_mask_and_shift(tmp_path, tok):
 
 def test_length_bucketing_keeps_similar_lengths_together(tmp_path, tok):
     data = write_settings(tmp_path / "s", repeat=8)
-    stream = BatchStream([data], tok, CFG, batch_size=8, seed=0)
+    stream = BatchStream([data], tok, CFG, batch_size=8, seed=0, bucket_tokens=2)
     batches = [b for b, _ in _take(stream, 8)]
     spread = [int(b.src_mask.sum(1).max() - b.src_mask.sum(1).min()) for b in batches]
     all_lengths = torch.cat([b.src_mask.sum(1) for b in batches])
     assert sum(spread) / len(spread) < int(all_lengths.max() - all_lengths.min())
+
+
+def test_buckets_do_not_sort_batches_by_kind_of_call(tmp_path, tok):
+    data = write_settings(tmp_path / "s", repeat=16)  # 128 rows, 8 kinds of call, 22 to 52 tokens each
+
+    def kinds(bucket_tokens):
+        stream = BatchStream([data], tok, CFG, batch_size=16, seed=0, bucket_tokens=bucket_tokens)
+        return [len({tuple(row) for row in b.labels.tolist()}) for b, _ in _take(stream, 8)]
+
+    assert max(kinds(1)) <= 2  # an exact length sort: every batch holds one or two kinds of call
+    assert min(kinds(64)) >= 4  # one coarse bucket: batches stay mixed
 
 
 def test_shuffle_is_deterministic_by_seed_and_changes_by_epoch(tmp_path, tok):

@@ -179,12 +179,15 @@ def test_logit_distillation_trains_and_refuses_another_tokenizer(tmp_path, train
         train(_config(tmp_path, "student2", data, distill_from=str(tmp / "run"), tokenizer=str(other), max_steps=2), progress=False)
 
 
-def test_time_box_cuts_the_step_count_once_and_keeps_it(tmp_path):
+def test_time_box_fits_the_step_count_and_keeps_a_decay(tmp_path):
     data = write_settings(tmp_path / "settings", repeat=1)
     summary = train(_config(tmp_path, "boxed", data, max_steps=10_000, max_minutes=1e-4, checkpoint_every=5), progress=False)
-    assert summary["steps"] == 10  # 10 timed steps, then no time left: the run ends there
+    # 10 timed steps, then no time left: the run ends as soon as a full decay (20%) fits after them
+    assert summary["steps"] == 14
     state = json.loads((tmp_path / "boxed" / "checkpoint" / "state.json").read_text())
-    assert state["total"] == 10 and state["step"] == 10
+    assert state["total"] == 14 and state["step"] == 14
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "boxed" / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs[-1] < 0.5 * FAST["lr"]  # it decayed
 
 
 def test_pretraining_task_runs_on_text_shards(tmp_path):

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
+
+from textbook.cli import options
 
 
 class _DefaultGroup(TyperGroup):
@@ -21,21 +22,21 @@ class _DefaultGroup(TyperGroup):
 
     default = "run"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter) -> None:
         # `textbook filter --help` teaches the main use first: the run command's help, then the rest
         command = self.commands[self.default]
-        with click.Context(command, info_name=ctx.info_name, parent=ctx.parent) as sub:
+        with type(ctx)(command, info_name=ctx.info_name, parent=ctx.parent) as sub:  # typer's own click
             command.format_help(sub, formatter)
         rows = [(name, cmd.get_short_help_str(120)) for name, cmd in self.commands.items() if not cmd.hidden]
         with formatter.section("Other commands"):
             formatter.write_dl(rows)
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return [name for name in self.commands if name != self.default]
 
 
@@ -144,9 +145,9 @@ def annotate(
     id_column: str = typer.Option("id", "--id-column", help="Column holding document ids (FILE#ROW when missing)."),
     chars: int = typer.Option(1000, "--chars", help="The teacher sees the first CHARS characters (FineWeb-Edu: ~1,000)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Teacher model (or TEXTBOOK_MODEL)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False),
+    model: Optional[str] = options.MODEL,
+    base_url: Optional[str] = options.BASE_URL,
+    api_key: Optional[str] = options.API_KEY,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight at most."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Directory of your own templates overriding the bundled ones by name."),
     config: Optional[Path] = typer.Option(None, "--config", help="Config file. (default: ./textbook.toml when present)"),

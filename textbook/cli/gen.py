@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from textbook.cli import options
+
 gen_app = typer.Typer(
     name="gen",
     add_completion=False,
@@ -28,12 +30,12 @@ def gen(
     concurrency: int = typer.Option(None, "--concurrency", "-c", help="Requests in flight at most. (default: 16)"),
     rpm: float = typer.Option(None, "--rpm", help="Client-side requests/minute limit (0 = none)."),
     tpm: float = typer.Option(None, "--tpm", help="Client-side tokens/minute limit (0 = none)."),
-    model: str = typer.Option(None, "--model", "-m", help="Teacher model (or TEXTBOOK_MODEL)."),
-    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (or OPENAI_BASE_URL)."),
-    api_key: str = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False),
+    model: str = options.MODEL,
+    base_url: str = options.BASE_URL,
+    api_key: str = options.API_KEY,
     config: Path = typer.Option(None, "--config", help="Config file. (default: ./textbook.toml when present)"),
     prompts: Path = typer.Option(None, "--prompts", help="Directory of your own templates (textbook.j2, exercise.j2, topics.j2, vocabulary.json, topics/<topic>.json) overriding the bundled ones by name."),
-    fmt: str = typer.Option(None, "--format", help="arrow (IPC file), arrow-stream (for datasets.Dataset.from_file) or parquet. (default: arrow)"),
+    fmt: str = options.FORMAT,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache (a rerun pays again)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Render every prompt without a teacher: a prompts shard, an OpenAI Batch API file, token and cost estimates."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation before a paid run (only asked on a terminal)."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from textbook.cli import options
+
 
 def register(app: typer.Typer) -> None:
     from textbook.cli.gen import gen_app
@@ -24,10 +26,10 @@ def register(app: typer.Typer) -> None:
         paraphrases: int = typer.Option(None, "--paraphrases", help="Rewrites asked of the teacher per seed. (default: 6)"),
         no_judge: bool = typer.Option(False, "--no-judge", help="Skip the second teacher pass that drops mislabelled paraphrases."),
         workers: int = typer.Option(None, "--workers", "-w", help="Processes rendering template samples; the data is the same for any number. (default: 0 = auto: cores - 1, up to 4, from 100k samples on 4+ cores)"),
-        fmt: str = typer.Option(None, "--format", help="arrow (IPC file), arrow-stream (datasets.Dataset.from_file) or parquet. (default: arrow)"),
-        model: str = typer.Option(None, "--model", "-m", help="Teacher model (or TEXTBOOK_MODEL)."),
-        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (or OPENAI_BASE_URL)."),
-        api_key: str = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False),
+        fmt: str = options.FORMAT,
+        model: str = options.MODEL,
+        base_url: str = options.BASE_URL,
+        api_key: str = options.API_KEY,
         concurrency: int = typer.Option(None, "--concurrency", "-c", help="Teacher requests in flight at most. (default: 16)"),
         config: Path = typer.Option(None, "--config", help="Config file with [settings] and [teacher] tables. (default: ./textbook.toml when present)"),
         prompts: Path = typer.Option(None, "--prompts", help="Directory overriding prompts/settings_paraphrase.j2 and settings_judge.j2 by name."),

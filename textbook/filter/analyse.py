@@ -24,7 +24,9 @@ TIMERS = ("tokens", "heuristics", "minhash", "classifier")
 GROUP_CHARS = 2_000_000
 
 
-def part_schema(bands: int) -> pa.Schema:
+def part_schema(bands: int, perms: int = 0) -> pa.Schema:
+    """Pass-1 columns; `perms` > 0 adds the MinHash signatures (only kept when dedup verifies pairs)."""
+    sig = [pa.field("sig", pa.list_(pa.uint32(), perms))] if perms else []
     return pa.schema([
         pa.field("id", pa.string()),
         pa.field("reason", pa.string()),
@@ -33,6 +35,7 @@ def part_schema(bands: int) -> pa.Schema:
         pa.field("keys", pa.list_(pa.uint64(), bands)),
         pa.field("score", pa.float32()),
         pa.field("chars", pa.int64()),
+        *sig,
     ])
 
 
@@ -43,7 +46,8 @@ class Analyser:
         d = preset.dedup
         self.hasher = MinHasher(num_perm=d.bands * d.rows, ngram=d.ngram, seed=d.seed)
         self.classifier = classifier if preset.classifier.enabled else None
-        self.schema = part_schema(d.bands)
+        self.perms = d.bands * d.rows if d.verify > 0 else 0
+        self.schema = part_schema(d.bands, self.perms)
 
     def __call__(self, job: tuple[list, list[str | None], list[str | None]]) -> tuple[pa.RecordBatch, dict[str, float]]:
         ids, texts, problems = job
@@ -60,6 +64,7 @@ class Analyser:
         d = self.preset.dedup
         exact = np.zeros(n, dtype=np.uint64)
         keys = np.zeros((n, d.bands), dtype=np.uint64)
+        sigs = np.zeros((n, self.perms), dtype=np.uint32)
         score = np.full(n, np.nan, dtype=np.float32)
         chars = np.array([len(t) if t is not None else 0 for t in texts], dtype=np.int64)
         todo = [i for i in range(n) if reason[i] is None]
@@ -68,12 +73,12 @@ class Analyser:
         size = 0
         for i in todo:
             if group and size + chars[i] > GROUP_CHARS:
-                self._group(group, texts, reason, stage, exact, keys, score, timers)
+                self._group(group, texts, reason, stage, exact, keys, sigs, score, timers)
                 group, size = [], 0
             group.append(i)
             size += chars[i]
         if group:
-            self._group(group, texts, reason, stage, exact, keys, score, timers)
+            self._group(group, texts, reason, stage, exact, keys, sigs, score, timers)
         batch = pa.RecordBatch.from_arrays([
             pa.array(ids, pa.string()),
             pa.array(reason, pa.string()),
@@ -82,10 +87,11 @@ class Analyser:
             pa.FixedSizeListArray.from_arrays(pa.array(keys.ravel(), pa.uint64()), d.bands),
             pa.array(score, pa.float32(), from_pandas=True),
             pa.array(chars, pa.int64()),
+            *([pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), self.perms)] if self.perms else []),
         ], schema=self.schema)
         return batch, timers
 
-    def _group(self, todo: list[int], texts, reason, stage, exact, keys, score, timers) -> None:
+    def _group(self, todo: list[int], texts, reason, stage, exact, keys, sigs, score, timers) -> None:
         """Tokenise, apply the heuristics, hash and score the documents `todo` (indices into texts)."""
         sub = [texts[i] for i in todo]
         t = time.perf_counter()
@@ -106,7 +112,10 @@ class Analyser:
         t = time.perf_counter()
         exact[rows] = words.doc_hashes()[passed]
         if d.near:
-            keys[rows] = band_keys(self.hasher.signatures_of(words), d.bands, d.rows)[passed]
+            signatures = self.hasher.signatures_of(words)
+            keys[rows] = band_keys(signatures, d.bands, d.rows)[passed]
+            if self.perms:
+                sigs[rows] = signatures[passed]
         timers["minhash"] += time.perf_counter() - t
         if self.classifier is not None:
             t = time.perf_counter()

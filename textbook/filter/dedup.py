@@ -3,8 +3,9 @@
 Order (FineWeb's): documents that passed the heuristics are deduplicated exactly (same normalised
 text), the survivors by MinHash (connected components of shared band keys, textbook.minhash), one
 document kept per group (`keep`: first, longest or highest_score), then the classifier threshold.
-Memory: 14 band keys + a few numbers per document; the index is sorted arrays, not a hash table
-of Python objects, so 1M documents need ~200 MB here.
+Memory: 14 band keys + a few numbers per document (plus the 112 signature values when
+`dedup.verify` checks candidate pairs); the index is sorted arrays, not a hash table of Python
+objects: ~200 MB for 1M documents (~650 MB with verify).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from textbook.filter.config import Preset
-from textbook.minhash import cluster_band_keys
+from textbook.minhash import cluster_band_keys, estimate_jaccard
 
 KEPT, INPUT, HEURISTICS, EXACT, NEAR, CLASSIFIER = range(6)
 STAGES = ("kept", "input", "heuristics", "exact_dedup", "near_dedup", "classifier")
@@ -107,7 +108,11 @@ def decide(parts: pa.Table, preset: Preset, threshold: float) -> Decisions:
         rows = rows[~dup]
     if d.near and len(rows):
         keys = parts.column("keys").combine_chunks().flatten().to_numpy().reshape(n, d.bands)[rows]
-        rep = cluster_band_keys(keys)  # index into `rows` of each component's first member
+        veto = None
+        if d.verify > 0:
+            sigs = parts.column("sig").combine_chunks().flatten().to_numpy().reshape(n, -1)[rows]
+            veto = lambda i, j: estimate_jaccard(sigs[i], sigs[j]) >= d.verify  # noqa: E731
+        rep = cluster_band_keys(keys, veto)  # index into `rows` of each component's first member
         keeper = _keepers(rows, rep, d.keep, chars, score)
         dup = keeper != rows
         stage[rows[dup]] = NEAR

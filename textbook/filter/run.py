@@ -146,7 +146,7 @@ def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier 
     return timings
 
 
-def load_parts(work: Path, bands: int) -> tuple[pa.Table, dict[str, float]]:
+def load_parts(work: Path, bands: int, perms: int = 0) -> tuple[pa.Table, dict[str, float]]:
     """All pass-1 parts in input order, and the summed worker seconds per stage."""
     tables, timers = [], dict.fromkeys(TIMERS, 0.0)
     for path in sorted((work / "pass1").glob("part-*.arrow")):
@@ -156,7 +156,7 @@ def load_parts(work: Path, bands: int) -> tuple[pa.Table, dict[str, float]]:
                 timers[k.decode()] += float(v)
         tables.append(table.replace_schema_metadata(None))
     if not tables:
-        return part_schema(bands).empty_table(), timers
+        return part_schema(bands, perms).empty_table(), timers
     return pa.concat_tables(tables), timers
 
 
@@ -222,7 +222,8 @@ def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Prese
     _check_resume(work, plan)
     timings = pass1(plan, run, preset, classifier, work)
     t = time.perf_counter()
-    parts, worker_s = load_parts(work, preset.dedup.bands)
+    d = preset.dedup
+    parts, worker_s = load_parts(work, d.bands, d.bands * d.rows if d.verify > 0 else 0)
     if parts.num_rows != plan.rows:
         raise TextbookError(f"pass 1 holds {parts.num_rows} rows for {plan.rows} input rows: delete {work} and rerun")
     threshold = run.threshold if run.threshold is not None else preset.classifier.threshold

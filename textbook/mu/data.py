@@ -8,8 +8,8 @@ Tasks:
   target token is a plain next-token prediction, and the same data path serves distillation.
 
 Streaming and shuffling: each epoch visits the shards in a seeded order; rows are gathered into
-pools of `pool_rows`, each pool is shuffled, sorted by length (length bucketing: little padding) and
-cut into batches whose order is shuffled again. Every random choice is seeded by (seed, epoch, pool),
+pools of `pool_rows`, each pool is shuffled, grouped into buckets of similar total length (little
+padding) and cut into batches whose order is shuffled again. Every random choice is seeded by (seed, epoch, pool),
 so the position {epoch, pool, batch} is enough to resume exactly: earlier pools are skipped without
 tokenizing them.
 """
@@ -110,6 +110,7 @@ class BatchStream:
         batch_size: int = 32,
         seed: int = 0,
         pool_rows: int = 65_536,
+        bucket_tokens: int = 16,
         skip_long: bool = False,
         rank: int = 0,
         world: int = 1,
@@ -120,6 +121,7 @@ class BatchStream:
         self.shards = check_shards(self.directories, self.columns)
         self.tokenizer, self.cfg, self.task, self.split = tokenizer, cfg, task, split
         self.batch_size, self.seed, self.pool_rows, self.skip_long = batch_size, seed, pool_rows, skip_long
+        self.bucket_tokens = bucket_tokens
         self.rank, self.world = rank, world
         self.skipped = 0  # over-long rows dropped with skip_long
         self.rows = self.count_rows()
@@ -190,7 +192,10 @@ class BatchStream:
         rng = random.Random(f"{self.seed}:{epoch}:{pool}")
         examples = self._examples(rows, rng)
         rng.shuffle(examples)
-        examples.sort(key=lambda e: (len(e.src), len(e.tgt)))  # stable: ties keep the shuffled order
+        # Coarse buckets of total length, not an exact sort: sorting by (source, target) length would
+        # fill a batch with one kind of call (all short `none`s, all long `set`s), and such one-sided
+        # batches slow learning far more than a few padding tokens cost. Stable: a bucket stays shuffled.
+        examples.sort(key=lambda e: (len(e.src) + len(e.tgt)) // self.bucket_tokens)
         batches = [examples[i : i + self.batch_size] for i in range(0, len(examples), self.batch_size)]
         rng.shuffle(batches)
         usable = len(batches) - len(batches) % self.world  # every rank takes the same number of steps

@@ -49,7 +49,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 1000
     epochs: float | None = None  # settings only: sets max_steps from the number of train rows
-    max_minutes: float | None = None  # time box: after 10 timed steps, the step count is cut to fit (then fixed)
+    max_minutes: float | None = None  # time box: the step count is fitted to the budget during the stable phase
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
@@ -151,11 +151,21 @@ def _export_weights(run: Path, raw: torch.nn.Module, lora: bool) -> None:
 _TIMED_STEPS = 10
 
 
-def _fit_steps(minutes: float, done: int, total: int, start: float, timed_since: float, dist: Distributed) -> int:
-    """The step count that ends a time-boxed run inside its budget (fixed once, so a resume keeps the schedule)."""
-    per_step = dist.mean((time.perf_counter() - timed_since) / _TIMED_STEPS)
-    remaining = minutes * 60 - (time.perf_counter() - start)
-    return max(done, min(total, done + int(0.95 * remaining / per_step)))  # 5%: checkpoints and validation
+def _in_stable_phase(done: int, total: int, decay_fraction: float) -> bool:
+    return done < total - round(decay_fraction * total)
+
+
+def _fit_steps(cfg: TrainConfig, done: int, cap: int, start: float, timed: tuple[int, float], dist: Distributed) -> int:
+    """The step count that ends a time-boxed run inside its budget.
+
+    Re-fitted at every log line of the stable phase, from the pace since the first timed steps: the
+    learning rate there is 1.0 whatever the total, so only the decay (still ahead) moves.
+    """
+    per_step = dist.mean((time.perf_counter() - timed[1]) / (done - timed[0]))
+    remaining = cfg.max_minutes * 60 - (time.perf_counter() - start)
+    fit = done + int(0.95 * remaining / per_step)  # 5%: checkpoints and validation
+    earliest = math.ceil(done / (1 - cfg.decay_fraction)) + 1 if cfg.decay_fraction < 1 else done + 1  # decay not begun yet
+    return min(cap, max(fit, earliest))
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -204,7 +214,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     window = _Window()
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
     model.train()
-    step, timed_from = state["step"], (state["step"], time.perf_counter())
+    step, cap, timed = state["step"], total, (state["step"], time.perf_counter())
     while step < total:
         lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction))
         for micro in range(cfg.grad_accum):
@@ -222,9 +232,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             opt.step()
             opt.zero_grad(set_to_none=True)
         window.steps += 1
-        if cfg.max_minutes and state["total"] is None and step + 1 - timed_from[0] == _TIMED_STEPS:
-            total = state["total"] = _fit_steps(cfg.max_minutes, step + 1, total, start, timed_from[1], dist)
-            bar.total = total
+        if cfg.max_minutes and step + 1 - timed[0] >= _TIMED_STEPS and _in_stable_phase(step + 1, total, cfg.decay_fraction):
+            if step + 1 - timed[0] == _TIMED_STEPS or (step + 1) % cfg.log_every == 0:
+                total = state["total"] = _fit_steps(cfg, step + 1, cap, start, timed, dist)
+                bar.total = total
+            if step + 1 - timed[0] == _TIMED_STEPS:
+                timed = (step + 1, time.perf_counter())  # later fits use the pace after warm-up (first steps are slow)
         last = step + 1 == total
         if (step + 1) % cfg.log_every == 0 or last:
             if dist.device.type == "cuda":
