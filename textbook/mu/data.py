@@ -20,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +28,9 @@ import pyarrow.compute as pc
 from textbook.errors import TextbookError
 from textbook.mu.config import MuConfig
 from textbook.shards import read_manifest, read_shard, shard_paths
+
+if TYPE_CHECKING:
+    import torch
 
 TASKS = ("settings", "pretrain")
 IGNORE = -100  # label of padding: cross_entropy skips it

@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     state: dict[str, Any] = {"step": 0, "position": None, "tokens": 0, "elapsed_s": 0.0, "total": None}
     if cfg.resume:
         state = load_checkpoint(run, raw, optimizers)
-    total = state["total"] or total
+    cap, total = total, state["total"] or total  # cap: what --max-steps/--epochs allow; total: what the time box fitted
     model = raw
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
@@ -214,7 +214,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     window = _Window()
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
     model.train()
-    step, cap, timed = state["step"], total, (state["step"], time.perf_counter())
+    step, timed = state["step"], (state["step"], time.perf_counter())
     while step < total:
         lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction))
         for micro in range(cfg.grad_accum):
