@@ -56,7 +56,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, is_causa
     return out.transpose(1, 2).flatten(2)  # (B, T, H*K)
 
 
-class SelfAttention(nn.Module):
+class Projections(nn.Module):
+    """The Q/K/V/O projections of an attention block; grouped-query: fewer K/V heads than Q heads."""
+
     def __init__(self, cfg: MuConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -64,6 +66,10 @@ class SelfAttention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+
+
+class SelfAttention(Projections):
+    """Bidirectional (encoder) or causal (decoder) attention with RoPE on queries and keys."""
 
     def qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = x.shape  # x (B, T, D)
@@ -87,16 +93,8 @@ class SelfAttention(nn.Module):
         return self.o_proj(out), k_cache, v_cache
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(Projections):
     """Decoder queries over the encoder output; no RoPE (source and target positions are not comparable)."""
-
-    def __init__(self, cfg: MuConfig):
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
     def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         b, s, _ = memory.shape  # memory (B, S, D)
