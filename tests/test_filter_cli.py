@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from textbook.cli import main
 from textbook.shards import read_table
+from tests.clirun import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "labels"
@@ -24,10 +24,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(["filter", *args])
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
+    return run_cli(capsys, "filter", *args)
 
 
 def rows(n: int, split: str = "heldout") -> list[dict]:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from textbook.cli import main
 from textbook.shards import read_manifest, read_table
+from tests.clirun import run_cli
 
 TEACHER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TEXTBOOK_MODEL")
 
@@ -20,10 +20,7 @@ def no_teacher(monkeypatch, tmp_path):
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(["gen", *args])
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
+    return run_cli(capsys, "gen", *args)
 
 
 def test_dry_run_needs_no_teacher_and_writes_prompts_batch_and_estimates(capsys, tmp_path):

@@ -12,11 +12,11 @@ import time
 import pyarrow.dataset as pads
 import pytest
 
-from textbook.cli import main
 from textbook.settings.config import SettingsConfig
 from textbook.settings.run import generate_settings
 from textbook.settings.target import load_catalogue, parse_target, validate_target
 from textbook.shards import read_manifest, read_table
+from tests.clirun import run_cli
 
 TEACHER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TEXTBOOK_MODEL")
 
@@ -29,10 +29,7 @@ def no_teacher(monkeypatch, tmp_path):
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(["gen", "settings", *args])
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
+    return run_cli(capsys, "gen", "settings", *args)
 
 
 def test_offline_cli_writes_valid_targets_that_readers_open(capsys, tmp_path):

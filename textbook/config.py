@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -44,7 +45,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Turn a string from the environment (or a TOML scalar) into the field's declared type."""
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
         hint = args[0]
         origin = typing.get_origin(hint)
     if value is None:
