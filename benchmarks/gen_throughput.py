@@ -3,7 +3,8 @@
 Two figures, each with its baseline measured in the same run:
 1. Latency-bound: a fixed server latency L and concurrency C bound any client at C / L requests/s.
    Target: the whole pipeline (render, teacher client, cache, parse, boilerplate, MinHash dedup, shards)
-   reaches >= 90% of that bound at C = 64, L = 200 ms.
+   reaches >= 90% of that bound at C = 64, L = 200 ms. Baseline: a bare-socket client (no SDK, no
+   pipeline) against the same server, i.e. what this server and machine allow any client.
 2. Pipeline overhead at zero latency: samples/s of the whole pipeline (target >= 500/s on 2 cores),
    beside the teacher client alone (same requests, `Teacher.complete` only), so the difference is
    what render/parse/dedup/writing cost per sample.
@@ -99,6 +100,41 @@ def teacher_only(url: str, n: int, concurrency: int) -> tuple[float, float]:
     return asyncio.run(run())
 
 
+def raw_client(url: str, n: int, concurrency: int) -> float:
+    """Requests/s of a minimal client (bare asyncio sockets, one keep-alive connection per slot, no SDK, no
+    pipeline) sending the same textbook prompts: what this server and machine allow any client."""
+    from urllib.parse import urlsplit
+
+    from textbook.gen import textbook
+    from textbook.gen.plan import Axes, build_plan, load_vocabulary
+    from textbook.prompts import Prompts
+
+    gen = GenConfig(n=n)
+    axes = Axes(gen.audiences, gen.styles, gen.difficulties, gen.words_per_prompt)
+    prompts = Prompts()
+    bodies = [json.dumps({"model": "fake-model", "messages": textbook.render(prompts, item).messages}).encode()
+              for item in build_plan(TREE, n=n, seed=1, axes=axes, vocabulary=load_vocabulary(), function_names=False)]
+    where = urlsplit(url)
+    path = f"{where.path}/chat/completions".encode()
+
+    async def connection(todo) -> None:
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        for body in todo:
+            writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (path, len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            await reader.readexactly(length)
+        writer.close()
+
+    async def run() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(connection(bodies[i::concurrency]) for i in range(concurrency)))
+        return time.perf_counter() - start
+
+    return n / asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="rows per measurement")
@@ -114,6 +150,7 @@ def main() -> None:
     server = Server(lat)
     try:
         seconds, _ = pipeline(server.url, "textbook", n, c)
+        raw = raw_client(server.url, n, c)
     finally:
         server.close()
     bound = c / lat
@@ -121,6 +158,8 @@ def main() -> None:
     print(f"   bound (concurrency / latency): {bound:,.0f} requests/s")
     print(f"   pipeline achieved:             {achieved:,.0f} requests/s in {seconds:.1f} s (whole command, start-up included)")
     print(f"   ratio: {achieved / bound:.1%} of the bound (target >= 90%)")
+    print(f"   baseline, bare-socket client:  {raw:,.0f} requests/s = {raw / bound:.1%} of the bound "
+          f"(what this server and machine allow any client); pipeline / baseline: {achieved / raw:.1%}")
 
     print(f"2. zero latency: concurrency {c}, {n:,} rows")
     server = Server(0.0)

@@ -11,6 +11,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from textbook.minhash import (
     MinHasher,
+    affine32_permutations,
     WordTable,
     band_keys,
     cluster_band_keys,
@@ -54,6 +55,15 @@ def true_jaccard(a: str, b: str, n: int = 5) -> float:
 def test_normalise_lowercases_drops_punctuation_and_folds_whitespace():
     assert normalise("  Hello,   WORLD!\n\tIt's  x_1 -- Straße…  ") == "hello world it s x_1 straße"
     assert normalise("?!...") == ""
+
+
+@pytest.mark.parametrize("num_perm,seed", [(112, 1), (128, 1), (1, 7), (256, 12345)])
+def test_permutations_are_datasketchs_affine32(num_perm, seed):
+    a, b = affine32_permutations(num_perm, seed)
+    ref_a, ref_b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    assert a.dtype == b.dtype == np.uint32
+    np.testing.assert_array_equal(a, ref_a)
+    np.testing.assert_array_equal(b, ref_b)
 
 
 @pytest.mark.parametrize("text", ["", "one", "two words here", "Der Bär isst gern Äpfel, sagt er.", None])

@@ -230,14 +230,17 @@ def test_cache_round_trip_and_corrupt_file(tmp_path):
         ResponseCache(bad)
 
 
-def test_proxy_settings_keep_the_sdk_default_client(monkeypatch):
+def test_proxy_or_url_credentials_keep_the_sdk_default_client(monkeypatch):
     import httpx2
 
-    from textbook.teacher.transport import PooledTransport, http_client
+    from openai._vendor.httpx_aiohttp import AiohttpTransport
+
+    from textbook.teacher.transport import http_client
 
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     client = http_client(20, httpx2.Timeout(5.0))
-    assert isinstance(client._transport, PooledTransport) and len(client._transport._pools) == 3
+    assert isinstance(client._transport, AiohttpTransport) and client._transport.limits.max_connections == 20
+    assert http_client(20, httpx2.Timeout(5.0), "http://user:pw@127.0.0.1:8000/v1") is None  # aiohttp refuses URL credentials
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert http_client(20, httpx2.Timeout(5.0)) is None  # the default client honours the proxy; ours would not

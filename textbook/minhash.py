@@ -198,6 +198,16 @@ class WordTable:
             return fmix64(acc ^ U64(n)), doc
 
 
+def affine32_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of `datasketch.MinHash(num_perm, seed, scheme="affine32").permutations`, drawn the way
+    datasketch 2.x draws them (`MinHash._init_permutations`; a test checks they are equal). Drawn here
+    because importing datasketch costs ~0.35 s (its LSH module imports scipy.integrate) at every start."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=U32) * U32(2) + U32(1)  # odd: a bijection mod 2^32
+    b = gen.randint(0, 1 << 32, num_perm, dtype=U32)
+    return a, b
+
+
 class MinHasher:
     """MinHash signatures for many texts at once: `MinHasher().signatures(texts)` -> (N, num_perm) uint32.
 
@@ -206,13 +216,10 @@ class MinHasher:
     """
 
     def __init__(self, num_perm: int = 112, ngram: int = 5, seed: int = 1):
-        from datasketch import MinHash
-
         if num_perm < 1 or ngram < 1:
             raise ValueError("num_perm and ngram must be positive")
         self.num_perm, self.ngram, self.seed = num_perm, ngram, seed
-        a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-        self._a, self._b = np.ascontiguousarray(a, dtype=U32), np.ascontiguousarray(b, dtype=U32)
+        self._a, self._b = affine32_permutations(num_perm, seed)
 
     # -- per batch --------------------------------------------------------------------------------
     def shingle_hashes(self, words: WordTable) -> tuple[np.ndarray, np.ndarray]:

@@ -44,13 +44,13 @@ async def _probe(client: openai.AsyncOpenAI, config: TeacherConfig, path: str, b
                 response = await client.post(path, cast_to=httpx2.Response, body=body, options=options)
         except openai.APIStatusError as exc:
             return exc.status_code, exc.body
-        except openai.APITimeoutError:
-            raise TextbookError(
-                f"the teacher at {where} did not answer within {timeout:g}s: "
-                f"check {URL_FLAGS} and that the server is not overloaded"
-            ) from None
-        except openai.APIConnectionError as exc:
+        except openai.APIConnectionError as exc:  # APITimeoutError included
             reason = connection_reason(exc)
+            if reason == "timed out":
+                raise TextbookError(
+                    f"the teacher at {where} did not answer within {timeout:g}s: "
+                    f"check {URL_FLAGS} and that the server is not overloaded"
+                ) from None
             if reason == "connection refused" and pauses:
                 await asyncio.sleep(pauses.pop(0))
                 continue

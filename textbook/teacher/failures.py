@@ -41,18 +41,22 @@ def server_message(body: Any, secret: str | None = None) -> str:
 
 
 def connection_reason(exc: BaseException) -> str:
-    """Why a request never got an answer, from the exception chain the SDK wraps (httpx -> httpcore -> OSError)."""
+    """Why a request never got an answer, from the exception chain the SDK wraps (transport -> OSError).
+
+    The root cause wins over the wrapper's name: the aiohttp transport reports a refused connection
+    as a connect *timeout* whose cause is the ConnectionRefusedError."""
     seen: list[BaseException] = []
     link: BaseException | None = exc
     while link is not None and link not in seen:
         seen.append(link)
+        link = link.__cause__ or link.__context__
+    for link in seen:
         if isinstance(link, socket.gaierror):
             return "host name not found"
         if isinstance(link, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(link, TimeoutError) or "Timeout" in type(link).__name__:
-            return "timed out"
-        link = link.__cause__ or link.__context__
+    if any(isinstance(link, TimeoutError) or "Timeout" in type(link).__name__ for link in seen):
+        return "timed out"
     names = [type(e).__name__ for e in seen]
     detail = next((str(e) for e in reversed(seen) if str(e)), "")
     return one_line(f"{names[-1]}: {detail}" if detail else names[-1], limit=120)
