@@ -23,7 +23,7 @@ from torch import nn
 
 from textbook.mu.config import preset
 from textbook.mu.flops import peak_flops, training_flops
-from textbook.mu.model import Mu, count_parameters
+from textbook.mu.model import Mu, attention_kernels, count_parameters
 from textbook.mu.optim import build_optimizers
 from textbook.mu.train import cross_entropy
 
@@ -63,7 +63,7 @@ def measure(name, model, optimizers, cfg, args, device, kv_dim=None):
     def step():
         t0 = time.perf_counter()
         for _ in range(args.grad_accum):
-            with autocast:
+            with attention_kernels(device), autocast:  # the trainer's kernel choice, for both models
                 loss, _ = forward(model, src, None, tgt, tgt)
             (loss / args.grad_accum).backward()
         _sync(device)

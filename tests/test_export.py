@@ -25,7 +25,7 @@ from textbook.errors import TextbookError  # noqa: E402
 from textbook.export.check import check_dir  # noqa: E402
 from textbook.export.config import ExportConfig  # noqa: E402
 from textbook.export.exporter import export_run  # noqa: E402
-from textbook.export.runner import Runner  # noqa: E402
+from textbook.export.runner import Runner, read_export_manifest  # noqa: E402
 from textbook.shards import write_records  # noqa: E402
 
 SOURCE_LEN, CACHE_LEN = 24, 44  # the fixture's longest query is 19 tokens with EOS, its longest call 40
@@ -140,6 +140,10 @@ def test_cli_infer_and_check(exported, capsys):
     root, _ = exported
     query, target, *_ = SETTINGS[0]
     assert _cli(["infer", str(root / "out"), query, "--variant", "int8"]) == 0
+    assert capsys.readouterr().out.strip() == target
+    # A settings model reads lowercased queries: the export says so, and the runner does it too.
+    assert read_export_manifest(root / "out")["lowercase_source"] is True
+    assert _cli(["infer", str(root / "out"), query.upper(), "--variant", "int8"]) == 0
     assert capsys.readouterr().out.strip() == target
     assert _cli(["export", "--check", str(root / "out" / "decoder.onnx")]) == 0
     assert "NPU check: ok" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def plan_ids(out: Path, kind: str) -> list[int]:
 def test_textbook_run_writes_rows_rejects_provenance_and_topics(server, tmp_path):
     out = tmp_path / "run"
     summary = generate(GenConfig(n=60, depth=2, breadth=3), teacher(server), out=out, progress=False)
+    assert gc.get_freeze_count() == 0  # the run froze its long-lived objects for the GC, and gave them back
 
     tree = json.loads((out / "topics.json").read_text())  # the teacher's expansion, saved to edit and reuse
     assert [c["topic"] for c in tree["subtopics"]] == ["python part 1", "python part 2", "python part 3"]

@@ -181,3 +181,21 @@ def test_whitespace_pretokenization_keeps_json_calls_short(tmp_path):
     assert default_pretokenize([write_text(tmp_path / "t")]) == "words"
     with pytest.raises(TextbookError, match="unknown pre-tokenization"):
         train_tokenizer(targets, 400, tmp_path / "x.json", pretokenize="chars")
+
+
+def test_bpe_dropout_varies_query_pieces_but_never_the_text_or_the_targets(tmp_path, tok):
+    data = write_settings(tmp_path / "s")
+    rows = [(q, t) for q, t, *_ in SETTINGS]
+    plain = BatchStream([data], tok, CFG, batch_size=4)._examples(rows, None)
+    noisy = BatchStream([data], tok, CFG, batch_size=4, bpe_dropout=0.5)
+    draws = [noisy._examples(rows, None) for _ in range(5)]
+    assert any(d[i].src != plain[i].src for d in draws for i in range(len(rows)))  # other segmentations
+    for d in draws:
+        for i, (query, _) in enumerate(rows):
+            assert tok.decode(d[i].src[:-1]) == query  # the same text, cut otherwise
+            assert d[i].tgt == plain[i].tgt  # the decoder always learns the canonical pieces
+    assert [e.src for e in BatchStream([data], tok, CFG, batch_size=4, bpe_dropout=0.0)._examples(rows, None)] == \
+        [e.src for e in plain]
+    assert tok.model.dropout is None  # the caller's tokenizer is left alone
+    with pytest.raises(TextbookError, match="bpe-dropout"):
+        BatchStream([data], tok, CFG, batch_size=4, bpe_dropout=1.5)

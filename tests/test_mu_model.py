@@ -30,6 +30,17 @@ def test_mu_330m_lands_on_330m_with_two_thirds_in_the_encoder():
     assert counts["total"] == counts["embedding"] + counts["encoder"] + counts["decoder"] + 2 * cfg.d_model
 
 
+def test_math_attention_kernel_on_cpu_gives_the_same_model(model):
+    from textbook.mu.model import attention_kernels
+
+    src, tgt = torch.randint(3, 500, (3, 7)), torch.randint(3, 500, (3, 5))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    ref = model(src, mask, tgt)
+    with attention_kernels(torch.device("cpu")):
+        assert torch.allclose(model(src, mask, tgt), ref, atol=1e-5)
+
+
 def test_mu_small_is_20_to_40m():
     assert 20e6 <= count_parameters(preset("mu-small"))["total"] <= 40e6
 

@@ -77,6 +77,30 @@ def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
         eval_settings(tmp / "run", [data], split="test", progress=False)
 
 
+def test_settings_runs_read_queries_lowercased_everywhere(trained):
+    from textbook.mu.data import BatchStream
+    from textbook.mu.eval import _encode
+    from textbook.mu.tokenizer import texts_from_shards
+
+    tmp, data, _ = trained
+    model, cfg = load_model(tmp / "run")
+    assert cfg.lowercase_source  # the default for --task settings
+    tok = load_tokenizer(tokenizer_path(tmp / "run"))
+    query, target, *_ = SETTINGS[0]
+    shouted = query.upper()
+    assert _encode(tok, [shouted], cfg) == _encode(tok, [query], cfg)  # eval
+    stream = BatchStream([data], tok, cfg, batch_size=8)
+    examples = stream._examples([(shouted, target), (query, target)], None)
+    assert examples[0].src == examples[1].src  # training
+    assert tok.decode(model.generate(torch.tensor(_encode(tok, [shouted], cfg)))[0]) == target
+    texts = list(texts_from_shards([data], ["query", "target"], lowercase=["query"]))  # tokenizer training
+    assert set(texts) == {q.lower() for q, *_ in SETTINGS} | {t for _, t, *_ in SETTINGS}
+    from textbook.mu.setup import lowercase_source
+
+    assert not lowercase_source(TrainConfig(task="pretrain"))  # text keeps its case unless asked
+    assert not lowercase_source(TrainConfig(task="settings", lowercase_source=False))  # --keep-case
+
+
 def test_eval_lm_reports_perplexity(tmp_path, trained):
     from textbook.mu.eval import eval_lm
 

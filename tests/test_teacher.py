@@ -212,6 +212,27 @@ def test_map_keeps_order_bounds_concurrency_and_returns_rejects(fake_teacher):
     assert stats.rejected == 6 and stats.completed == 54
 
 
+
+def test_a_freed_slot_is_taken_before_the_reply_that_freed_it_is_handed_over(fake_teacher):
+    # One slot, two requests: when the first reply comes back, the second request must already have
+    # taken the slot (stats.requests counts sends) before complete() returns the first reply to its
+    # caller, whose parsing and writing would otherwise keep the slot idle.
+    fake_teacher.latency = 0.02
+
+    async def body(t):
+        seen = {}
+
+        async def one(i):
+            await t.complete(ask(f"q{i}"), template_sha="t")
+            seen.setdefault("sent when the first reply was handed over", t.stats.requests)
+
+        await asyncio.gather(one(0), one(1))
+        return seen
+
+    seen = run(fake_teacher.config(concurrency=1), None, body)
+    assert seen == {"sent when the first reply was handed over": 2}
+    assert fake_teacher.peak_in_flight == 1
+
 def test_usage_and_cost_are_counted(fake_teacher):
     fake_teacher.models = ["gpt-4o-mini"]
     fake_teacher.replies = "x" * 400  # 101 completion tokens

@@ -53,6 +53,8 @@ def register(app: typer.Typer) -> None:
         kd_weight: Optional[float] = typer.Option(None, help="Weight of the distillation loss against cross-entropy (default 0.5)."),
         kd_temperature: Optional[float] = typer.Option(None, help="Softmax temperature for distillation (default 1.0)."),
         skip_long: Optional[bool] = typer.Option(None, "--skip-long", help="Drop settings rows longer than the model allows instead of failing."),
+        bpe_dropout: Optional[float] = typer.Option(None, help="Settings: skip BPE merges with this probability when tokenizing training queries, so typos' odd pieces are familiar (BPE-dropout; e.g. 0.1; default 0)."),
+        lowercase_source: Optional[bool] = typer.Option(None, "--lowercase-source/--keep-case", help="Lowercase queries before tokenization, here and wherever the model runs (default: on for --task settings, whose search box ignores case)."),
         precision: Optional[str] = typer.Option(None, help="auto (bf16 autocast on GPU), bf16 or fp32."),
         compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)."),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda."),

@@ -37,7 +37,7 @@ def benchmark(directory, queries: list[str], *, variants: list[str] | None = Non
     manifest = read_export_manifest(directory)
     names = variants or list(manifest["variants"])
     runners = {v: Runner(directory, v, threads=threads) for v in names}
-    fits = [q for q in queries if len(next(iter(runners.values())).tokenizer.encode(q, add_special_tokens=False).ids) < manifest["shapes"]["source_len"]]
+    fits = [q for q in queries if len(next(iter(runners.values())).source_tokens(q)) <= manifest["shapes"]["source_len"]]
     if not fits:
         raise TextbookError("no benchmark query fits the export's --max-source-len")
     stats = {v: {"first": [], "e2e": [], "decode_s": 0.0, "decode_tokens": 0, "tokens": 0} for v in names}

@@ -131,6 +131,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
         "shapes": {"source_len": source_len, "cache_len": cache_len, "layers": mcfg.n_decoder_layers,
                    "kv_heads": mcfg.n_kv_heads, "head_dim": mcfg.head_dim, "vocab_size": mcfg.vocab_size},
         "special_ids": {"pad_id": mcfg.pad_id, "bos_id": mcfg.bos_id, "eos_id": mcfg.eos_id},
+        "lowercase_source": mcfg.lowercase_source,  # the runner normalises queries as the trainer did
         "config": public_dict(cfg),
         "train_config": run_config.get("train", {}),
         "variants": {"fp32": _files_entry(out, fp32)},
@@ -140,7 +141,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     runner = Runner(out, "fp32", manifest=manifest)
 
     def sources_of(samples) -> tuple[list[list[int]], list]:
-        kept = [(ids, s) for s in samples if len(ids := runner.tokenizer.encode(s.query, add_special_tokens=False).ids + [runner.eos]) <= source_len]
+        kept = [(ids, s) for s in samples if len(ids := runner.source_tokens(s.query)) <= source_len]
         return [ids for ids, _ in kept], [s for _, s in kept]
 
     asked = held_out if held_out is not None else [Sample(q, None) for q in EXAMPLE_QUERIES]

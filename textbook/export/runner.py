@@ -15,6 +15,7 @@ import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.export.deps import need
+from textbook.mu.tokenizer import source_text
 
 MANIFEST = "export.json"
 
@@ -54,6 +55,7 @@ class Runner:
         self.layers, self.kv_heads, self.head_dim = shapes["layers"], shapes["kv_heads"], shapes["head_dim"]
         special = self.manifest["special_ids"]
         self.bos, self.eos, self.pad_id = special["bos_id"], special["eos_id"], special["pad_id"]
+        self.lowercase = bool(self.manifest.get("lowercase_source", False))
         self.tokenizer = tokenizers.Tokenizer.from_file(str(self.directory / "tokenizer.json"))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -73,9 +75,13 @@ class Runner:
         self._cross_names = [f"cross_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
 
     # -- text <-> ids -------------------------------------------------------------------------------
+    def source_tokens(self, text: str) -> list[int]:
+        """Tokens of a query as the trainer feeds them: the (lowercased, if it was trained so) text's ids, then EOS."""
+        return self.tokenizer.encode(source_text(text, self.lowercase), add_special_tokens=False).ids + [self.eos]
+
     def source_ids(self, text: str) -> list[int]:
-        """Tokens of a query as the trainer feeds them: the text's ids, then EOS."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids + [self.eos]
+        """source_tokens, or a clear error when the query does not fit the export's static source length."""
+        ids = self.source_tokens(text)
         if len(ids) > self.source_len:
             raise TextbookError(
                 f"the query is {len(ids)} tokens; this export takes at most {self.source_len}: "

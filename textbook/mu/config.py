@@ -30,6 +30,9 @@ class MuConfig:
     n_decoder_layers: int = 4
     max_source_len: int = 128
     max_target_len: int = 64
+    # Queries are lowercased before tokenization (train, eval, export alike): settings search is
+    # case-insensitive, and a byte-level BPE would learn "BLUETOOTH" as its own rarely seen token.
+    lowercase_source: bool = False
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02

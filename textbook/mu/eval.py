@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from textbook.errors import TextbookError
 from textbook.mu.checkpoint import load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
-from textbook.mu.tokenizer import load_tokenizer
+from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_json, read_manifest, read_shard
 
 
@@ -49,8 +49,10 @@ def _generation_catalogue(directories: list[str | Path]) -> str | None:
     return None
 
 
-def _encode(tokenizer, texts: list[str], eos: int) -> list[list[int]]:
-    return [e.ids + [eos] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+def _encode(tokenizer, texts: list[str], cfg) -> list[list[int]]:
+    """Queries as the trainer fed them: normalised as the model expects, then the ids and EOS."""
+    texts = [source_text(t, cfg.lowercase_source) for t in texts]
+    return [e.ids + [cfg.eos_id] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
 def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +101,7 @@ def eval_settings(
     if limit:
         table = table.slice(0, limit)
     rows = table.to_pylist()
-    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg.eos_id)
+    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
@@ -130,7 +132,7 @@ def eval_settings(
     latencies = []
     for row in rows[:latency_samples]:
         t0 = time.perf_counter()
-        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg.eos_id), cfg.pad_id, device)
+        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg), cfg.pad_id, device)
         _judge(tokenizer.decode(model.generate(src, mask)[0]), row["target"], cat)
         latencies.append((time.perf_counter() - t0) * 1000)
 

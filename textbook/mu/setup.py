@@ -76,6 +76,11 @@ class BuiltRun:
     trainable: int
 
 
+def lowercase_source(cfg: "TrainConfig") -> bool:
+    """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source)."""
+    return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task == "settings"
+
+
 def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None:
     """Put the run's tokenizer at RUN/tokenizer.json: given, inherited, or trained on the train split."""
     if cfg.init_from and cfg.tokenizer:
@@ -89,7 +94,8 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None
             shutil.copyfile(Path(source) / TOKENIZER if Path(source).is_dir() else source, run / TOKENIZER)
         else:
             columns = ["query", "target"] if cfg.task == "settings" else [cfg.text_column]
-            texts = texts_from_shards(cfg.data, columns, split="train" if cfg.task == "settings" else None)
+            texts = texts_from_shards(cfg.data, columns, split="train" if cfg.task == "settings" else None,
+                                      lowercase=["query"] if lowercase_source(cfg) else [])
             pretokenize = "whitespace" if cfg.task == "settings" else "words"  # see tokenizer.py
             train_tokenizer(texts, cfg.vocab_size or preset(cfg.preset).vocab_size, run / TOKENIZER, pretokenize=pretokenize)
     dist.barrier()
@@ -97,6 +103,7 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None
 
 def _model_config(cfg: "TrainConfig", tokenizer) -> MuConfig:
     lengths = {k: v for k, v in (("max_source_len", cfg.max_source_len), ("max_target_len", cfg.max_target_len)) if v}
+    lengths["lowercase_source"] = lowercase_source(cfg)
     if cfg.init_from:
         base = MuConfig.from_dict(read_run_config(cfg.init_from)["model"])
         return base.replace(**lengths)

@@ -94,14 +94,37 @@ def special_ids(tokenizer) -> dict[str, int]:
     return {"pad_id": eos if pad is None else pad, "bos_id": bos, "eos_id": eos}
 
 
+def with_bpe_dropout(tokenizer, p: float):
+    """A copy of a BPE tokenizer that skips each merge with probability p (training-time segmentation noise)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    if not 0.0 <= p < 1.0:
+        raise TextbookError(f"--bpe-dropout must be in [0, 1), got {p}")
+    spec = json.loads(tokenizer.to_str())
+    if (spec.get("model") or {}).get("type") != "BPE":
+        raise TextbookError("--bpe-dropout needs a BPE tokenizer; this tokenizer.json holds another model")
+    spec["model"]["dropout"] = p
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def source_text(text: str, lowercase: bool) -> str:
+    """A query as the encoder reads it (see MuConfig.lowercase_source)."""
+    return text.lower() if lowercase else text
+
+
 def texts_from_shards(
-    directories: Iterable[str | Path], columns: list[str] | None = None, *, split: str | None = None, limit: int | None = None
+    directories: Iterable[str | Path], columns: list[str] | None = None, *, split: str | None = None, limit: int | None = None,
+    lowercase: Iterable[str] = (),
 ) -> Iterator[str]:
     """Strings for tokenizer training: the `text` column, or query + target for settings shards.
 
     With `split`, rows of other splits (when there is a split column) are left out, so held-out
-    queries never shape the vocabulary.
+    queries never shape the vocabulary. Columns named in `lowercase` are lowercased, as the model
+    will read them.
     """
+    lowercase = set(lowercase)
     seen = 0
     for directory in directories:
         manifest = read_manifest(directory)
@@ -117,10 +140,10 @@ def texts_from_shards(
         for batch in iter_batches(directory, use + (["split"] if split and "split" in names else [])):
             if split and "split" in names:
                 batch = batch.filter(pc.equal(batch.column("split"), split)).drop_columns(["split"])
-            for column in batch.columns:
+            for name, column in zip(batch.column_names, batch.columns):
                 for value in column.to_pylist():
                     if value:
-                        yield value
+                        yield value.lower() if name in lowercase else value
                         seen += 1
                         if limit is not None and seen >= limit:
                             return

@@ -29,7 +29,7 @@ from textbook.mu.data import IGNORE, Batch, BatchStream
 from textbook.mu.distill import kd_loss
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.lora import merge_lora
-from textbook.mu.model import Mu, count_parameters
+from textbook.mu.model import Mu, attention_kernels, count_parameters
 from textbook.mu.optim import build_optimizers, set_lr, wsd
 from textbook.mu.setup import Distributed, build_run
 
@@ -63,6 +63,8 @@ class TrainConfig:
     kd_weight: float = 0.5
     kd_temperature: float = 1.0
     skip_long: bool = False
+    lowercase_source: bool | None = None  # lowercase queries before tokenization; default: on for settings
+    bpe_dropout: float = 0.0  # settings: skip BPE merges with this probability in training queries (robustness to typos)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
     compile: bool | None = None  # default: on GPU only
     device: str = "auto"
@@ -98,9 +100,12 @@ class _Window:
         self.tokens, self.flops, self.loss = self.tokens + tokens, self.flops + flops, self.loss + loss
 
 
-def _autocast(device: torch.device, precision: str):
+@contextlib.contextmanager
+def _numerics(device: torch.device, precision: str):
+    """bf16 autocast where asked (by default on GPU), and the attention kernels that suit the device."""
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with attention_kernels(device), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()):
+        yield
 
 
 def cross_entropy(model, src_ids, src_mask, tgt_in, labels, keep_logits: bool = False):
@@ -133,7 +138,7 @@ def validation_loss(model, stream: BatchStream, device: torch.device, precision:
         if i >= limit:
             break
         batch = batch.to(device)
-        with _autocast(device, precision):
+        with _numerics(device, precision):
             logits = model(batch.src_ids, batch.src_mask, batch.tgt_in)
         n = int((batch.labels != IGNORE).sum())
         total += float(F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)) * n
@@ -187,7 +192,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     raw, mcfg, tokenizer, teacher = built.model, built.model_cfg, built.tokenizer, built.teacher
     stream = BatchStream(
         list(cfg.data), tokenizer, mcfg, task=cfg.task, text_column=cfg.text_column, batch_size=cfg.batch_size,
-        seed=cfg.seed, skip_long=cfg.skip_long, rank=dist.rank, world=dist.world,
+        seed=cfg.seed, skip_long=cfg.skip_long, bpe_dropout=cfg.bpe_dropout, rank=dist.rank, world=dist.world,
     )
     val = None
     if cfg.task == "settings":
@@ -221,7 +226,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             batch, position = next(batches)
             batch = batch.to(dist.device)
             sync = micro == cfg.grad_accum - 1 or dist.world == 1
-            with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(dist.device, cfg.precision):
+            with (contextlib.nullcontext() if sync else model.no_sync()), _numerics(dist.device, cfg.precision):
                 loss, ce = _loss(forward, model, batch, teacher, cfg)
                 (loss / cfg.grad_accum).backward()
             flops = training_flops(mcfg, *batch.src_ids.shape, batch.tgt_in.shape[1])
