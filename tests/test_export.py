@@ -71,7 +71,7 @@ def test_export_writes_graphs_tokenizer_config_and_manifest(exported):
     root, manifest = exported
     out = root / "out"
     for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.a16w8.onnx", "decoder.dynamic.onnx",
-                 "tokenizer.json", "config.json", "export.json"):
+                 "tokenizer.json", "lexicon.json", "config.json", "export.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "export.json").read_text()) == json.loads(json.dumps(manifest))
     assert manifest["opset"] >= 17
@@ -144,6 +144,12 @@ def test_cli_infer_and_check(exported, capsys):
     # A settings model reads lowercased queries: the export says so, and the runner does it too.
     assert read_export_manifest(root / "out")["lowercase_source"] is True
     assert _cli(["infer", str(root / "out"), query.upper(), "--variant", "int8"]) == 0
+    assert capsys.readouterr().out.strip() == target
+    # ... and spell-corrected against the lexicon exported beside the graphs.
+    assert read_export_manifest(root / "out")["spell_correct"] is True and (root / "out" / "lexicon.json").is_file()
+    runner = Runner(root / "out", "int8")
+    assert runner.source_tokens("Turn on BLUETOTH") == runner.source_tokens(query)
+    assert _cli(["infer", str(root / "out"), query.replace("bluetooth", "bluetoth"), "--variant", "int8"]) == 0
     assert capsys.readouterr().out.strip() == target
     assert _cli(["export", "--check", str(root / "out" / "decoder.onnx")]) == 0
     assert "NPU check: ok" in capsys.readouterr().out

@@ -56,3 +56,26 @@ def test_wsd_values():
     assert wsd(50, 100, 10, decay_fraction=0.5) == 1.0 and wsd(75, 100, 10, decay_fraction=0.5) == pytest.approx(0.5)
     short = [wsd(s, 10, 100, decay_fraction=0.2) for s in range(10)]  # warmup longer than the run: no jump up
     assert short == pytest.approx([(s + 1) / 100 for s in range(10)])
+
+
+def test_wsd_sqrt_cooldown_leaves_the_peak_faster_than_linear():
+    total, warmup = 100, 10
+    linear = [wsd(s, total, warmup, 0.5) for s in range(total)]
+    sqrt = [wsd(s, total, warmup, 0.5, shape="sqrt") for s in range(total)]
+    assert sqrt[:50] == linear[:50] and sqrt[50] == 1.0
+    assert sqrt[75] == pytest.approx(1 - 0.5 ** 0.5) and linear[75] == pytest.approx(0.5)  # halfway through the decay
+    assert all(a >= b for a, b in zip(sqrt[50:], sqrt[51:])) and 0 < sqrt[99] < 0.05
+    assert all(s <= l + 1e-12 for s, l in zip(sqrt[51:], linear[51:]))  # 1 - sqrt(p) <= 1 - p
+
+
+def test_train_config_rejects_numbers_out_of_range():
+    from textbook.errors import TextbookError
+    from textbook.mu.train import TrainConfig
+
+    for bad, message in (({"decay_fraction": 1.5}, "from 0 to 1"), ({"lr": 0.0}, "--lr must be positive"),
+                         ({"batch_size": 0}, "--batch-size must be positive"), ({"bpe_dropout": 1.0}, "below 1"),
+                         ({"max_minutes": 10, "decay_fraction": 1.0}, "below 1"), ({"decay_shape": "cosine"}, "linear or sqrt"),
+                         ({"warmup_steps": -1}, "at least 0")):
+        with pytest.raises(TextbookError, match=message):
+            TrainConfig(**bad)
+    assert TrainConfig(decay_fraction=1.0, decay_shape="sqrt").decay_fraction == 1.0  # a step-count run may decay all the way

@@ -77,6 +77,25 @@ def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
         eval_settings(tmp / "run", [data], split="test", progress=False)
 
 
+def test_eval_settings_lists_every_mistake(tmp_path, trained):
+    from textbook.mu.eval import eval_settings
+    from textbook.shards import ShardWriter
+
+    from tests.mu_fixtures import SETTINGS_SCHEMA
+
+    tmp, _, _ = trained
+    swapped = '{"action":"off","id":"bluetooth.enabled"}'  # a label the run never learned for this query
+    with ShardWriter(tmp_path / "test", SETTINGS_SCHEMA) as writer:
+        for n, (query, target, action, style, noise) in enumerate(SETTINGS):
+            writer.write({"id": f"t{n}", "query": query, "target": swapped if n == 0 else target, "split": "test",
+                          "style": style, "noise_ops": noise, "action": action})
+    report = eval_settings(tmp / "run", [tmp_path / "test"], latency_samples=0, progress=False)
+    lines = (tmp / "run" / "eval-settings-test-errors.jsonl").read_text().splitlines()
+    assert report["exact_match"] == pytest.approx(7 / 8) and len(lines) == 1
+    assert json.loads(lines[0]) == {"query": SETTINGS[0][0], "target": swapped, "output": SETTINGS[0][1], "valid": True,
+                                    "style": "command", "noise": ["clean"]}
+
+
 def test_settings_runs_read_queries_lowercased_everywhere(trained):
     from textbook.mu.data import BatchStream
     from textbook.mu.eval import _encode
@@ -101,6 +120,28 @@ def test_settings_runs_read_queries_lowercased_everywhere(trained):
     assert not lowercase_source(TrainConfig(task="settings", lowercase_source=False))  # --keep-case
 
 
+def test_settings_runs_spell_correct_queries_everywhere(trained):
+    from textbook.mu.checkpoint import load_lexicon
+    from textbook.mu.data import BatchStream
+    from textbook.mu.eval import _encode
+    from textbook.mu.setup import spell_correct
+
+    tmp, data, _ = trained
+    _, cfg = load_model(tmp / "run")
+    lexicon = load_lexicon(tmp / "run", cfg)
+    assert cfg.spell_correct and "bluetooth" in lexicon.counts  # the fixture has no clean_query: words seen 3+ times
+    tok = load_tokenizer(tokenizer_path(tmp / "run"))
+    query, target, *_ = SETTINGS[0]
+    typo = query.replace("bluetooth", "blutooth")
+    assert _encode(tok, [typo], cfg, lexicon) == _encode(tok, [query], cfg, lexicon) != _encode(tok, [typo], cfg)  # eval
+    stream = BatchStream([data], tok, cfg, batch_size=8, lexicon=lexicon)
+    examples = stream._examples([(typo, target), (query, target)], None)
+    assert examples[0].src == examples[1].src  # training
+    assert not spell_correct(TrainConfig(task="pretrain")) and not spell_correct(TrainConfig(spell_correct=False))
+    with pytest.raises(TextbookError, match="lowercased queries"):
+        spell_correct(TrainConfig(spell_correct=True, lowercase_source=False))
+
+
 def test_eval_lm_reports_perplexity(tmp_path, trained):
     from textbook.mu.eval import eval_lm
 
@@ -113,8 +154,10 @@ def test_run_rebuilds_from_its_own_config_without_pickle(trained):
     tmp, _, _ = trained
     run = tmp / "run"
     files = {p.name for p in run.rglob("*") if p.is_file()}
-    assert files - {"eval-settings-validation.json", "eval-lm.json"} == {
-        "config.json", "tokenizer.json", "model.safetensors", "log.jsonl", "optimizer.safetensors", "state.json"}
+    assert files - {"eval-settings-validation.json", "eval-settings-validation-errors.jsonl", "eval-settings-test.json",
+                    "eval-settings-test-errors.jsonl", "eval-lm.json"} == {
+        "config.json", "tokenizer.json", "lexicon.json", "model.safetensors", "log.jsonl", "optimizer.safetensors",
+        "state.json"}
     config = json.loads((run / "config.json").read_text())
     model, cfg = load_model(run)
     assert cfg.to_dict() == config["model"] and isinstance(model, Mu)

@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, help="Peak learning rate for Muon and AdamW (default 3e-3)."),
         weight_decay: Optional[float] = typer.Option(None, help="Decoupled weight decay (default 0.01)."),
         warmup_steps: Optional[int] = typer.Option(None, help="Linear warmup steps (default 50)."),
-        decay_fraction: Optional[float] = typer.Option(None, help="Share of steps in the final linear decay (WSD; default 0.2)."),
+        decay_fraction: Optional[float] = typer.Option(None, help="Share of steps in the final decay (WSD; default 0.2; short time-boxed runs do better with about 0.6)."),
+        decay_shape: Optional[str] = typer.Option(None, help="Shape of the decay: linear (default) or sqrt (1 - sqrt(progress))."),
         clip: Optional[float] = typer.Option(None, help="Gradient norm clipping (default 1.0)."),
         seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order (default 0)."),
         init_from: Optional[str] = typer.Option(None, help="Start from a trained run (fine-tuning; needed for LoRA)."),
@@ -55,6 +56,7 @@ def register(app: typer.Typer) -> None:
         skip_long: Optional[bool] = typer.Option(None, "--skip-long", help="Drop settings rows longer than the model allows instead of failing."),
         bpe_dropout: Optional[float] = typer.Option(None, help="Settings: skip BPE merges with this probability when tokenizing training queries, so typos' odd pieces are familiar (BPE-dropout; e.g. 0.1; default 0)."),
         lowercase_source: Optional[bool] = typer.Option(None, "--lowercase-source/--keep-case", help="Lowercase queries before tokenization, here and wherever the model runs (default: on for --task settings, whose search box ignores case)."),
+        spell_correct: Optional[bool] = typer.Option(None, "--spell-correct/--no-spell-correct", help="Correct typos in queries against the words of the train split (RUN/lexicon.json), here and wherever the model runs (default: on wherever queries are lowercased)."),
         precision: Optional[str] = typer.Option(None, help="auto (bf16 autocast on GPU), bf16 or fp32."),
         compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)."),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda."),
@@ -146,7 +148,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(group.replace("_", " ") + ":")
             for name, stats in report[group].items():
                 typer.echo(f"  {name:<24} {stats['exact_match']:7.2%}  ({stats['rows']} rows)")
-        typer.echo(f"report: {run / f'eval-settings-{split}.json'}")
+        typer.echo(f"report: {run / f'eval-settings-{split}.json'}, every mistake: {run / f'eval-settings-{split}-errors.jsonl'}")
 
     @eval_app.command("lm")
     def eval_lm(

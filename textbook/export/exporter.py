@@ -3,6 +3,7 @@
     DIR/encoder.onnx, DIR/decoder.onnx             fp32 (always: the reference and calibration source)
     DIR/encoder.<q>.onnx, DIR/decoder.<q>.onnx     each quantized variant (int8, a16w8, dynamic)
     DIR/tokenizer.json, DIR/config.json            the run's tokenizer and model config
+    DIR/lexicon.json                               the run's spelling lexicon, when its model has one
     DIR/export.json                                the manifest: shapes, I/O, files with sha256, NPU check, parity
 
 Every file is written to a temp name and renamed; the manifest is written last, so a directory
@@ -89,7 +90,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     from textbook.export.parity import logit_parity, task_parity, torch_greedy
     from textbook.export.quantize import STATIC, calibration_feeds, quantize_graph
     from textbook.export.samples import Sample, read_samples
-    from textbook.mu.checkpoint import WEIGHTS, load_model, read_run_config, tokenizer_path
+    from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
 
     run, out = Path(run), Path(out)
     if not run.is_dir():
@@ -99,6 +100,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     tokenizer_file = tokenizer_path(run)
     run_config = read_run_config(run)
     model, mcfg = load_model(run)
+    lexicon = load_lexicon(run, mcfg)  # fails early when a spell-correcting run lost its lexicon
     source_len = cfg.max_source_len or mcfg.max_source_len
     cache_len = cfg.max_target_len or mcfg.max_target_len
     if source_len > mcfg.max_source_len or cache_len > mcfg.max_target_len:
@@ -123,6 +125,10 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     fp32 = write_graphs(model, out, source_len=source_len, cache_len=cache_len)
     atomic_write_bytes(out / "tokenizer.json", tokenizer_file.read_bytes())
     atomic_write_json(out / "config.json", {"model": mcfg.to_dict()})
+    if lexicon is not None:
+        lexicon.save(out / LEXICON)
+    else:
+        (out / LEXICON).unlink(missing_ok=True)  # an earlier export's, for another model
     manifest: dict[str, Any] = {
         "format": "textbook-mu-onnx/1",
         "run": str(run),
@@ -132,6 +138,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
                    "kv_heads": mcfg.n_kv_heads, "head_dim": mcfg.head_dim, "vocab_size": mcfg.vocab_size},
         "special_ids": {"pad_id": mcfg.pad_id, "bos_id": mcfg.bos_id, "eos_id": mcfg.eos_id},
         "lowercase_source": mcfg.lowercase_source,  # the runner normalises queries as the trainer did
+        "spell_correct": mcfg.spell_correct,
         "config": public_dict(cfg),
         "train_config": run_config.get("train", {}),
         "variants": {"fp32": _files_entry(out, fp32)},

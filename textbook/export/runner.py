@@ -15,6 +15,7 @@ import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.export.deps import need
+from textbook.mu.lexicon import Lexicon
 from textbook.mu.tokenizer import source_text
 
 MANIFEST = "export.json"
@@ -56,6 +57,7 @@ class Runner:
         special = self.manifest["special_ids"]
         self.bos, self.eos, self.pad_id = special["bos_id"], special["eos_id"], special["pad_id"]
         self.lowercase = bool(self.manifest.get("lowercase_source", False))
+        self.lexicon = Lexicon.load(self.directory / "lexicon.json") if self.manifest.get("spell_correct") else None
         self.tokenizer = tokenizers.Tokenizer.from_file(str(self.directory / "tokenizer.json"))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -76,8 +78,9 @@ class Runner:
 
     # -- text <-> ids -------------------------------------------------------------------------------
     def source_tokens(self, text: str) -> list[int]:
-        """Tokens of a query as the trainer feeds them: the (lowercased, if it was trained so) text's ids, then EOS."""
-        return self.tokenizer.encode(source_text(text, self.lowercase), add_special_tokens=False).ids + [self.eos]
+        """Tokens of a query as the trainer feeds them: the text normalised as in training (lowercased,
+        spell-corrected, if it was trained so), its ids, then EOS."""
+        return self.tokenizer.encode(source_text(text, self.lowercase, self.lexicon), add_special_tokens=False).ids + [self.eos]
 
     def source_ids(self, text: str) -> list[int]:
         """source_tokens, or a clear error when the query does not fit the export's static source length."""

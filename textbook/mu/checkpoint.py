@@ -2,6 +2,7 @@
 
     RUN/config.json         model config (the model is rebuilt from it), training config, parameter counts
     RUN/tokenizer.json      the tokenizer the model was trained with
+    RUN/lexicon.json        the words queries are spell-corrected against (MuConfig.spell_correct)
     RUN/model.safetensors   the latest weights (LoRA already merged): what eval and export read
     RUN/checkpoint/         resume state: model.safetensors, optimizer.safetensors, state.json
     RUN/log.jsonl           one line per logged step
@@ -27,6 +28,7 @@ from textbook.mu.model import Mu
 from textbook.shards import atomic_write_bytes, atomic_write_json
 
 CONFIG, TOKENIZER, WEIGHTS, CKPT = "config.json", "tokenizer.json", "model.safetensors", "checkpoint"
+LEXICON = "lexicon.json"
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
@@ -142,3 +144,10 @@ def tokenizer_path(run: str | Path) -> Path:
     if not path.is_file():
         raise TextbookError(f"{run} has no {TOKENIZER}: the run is incomplete, retrain or copy its tokenizer there")
     return path
+
+
+def load_lexicon(run: str | Path, cfg: MuConfig):
+    """The run's spelling lexicon, or None when its model reads queries uncorrected."""
+    from textbook.mu.lexicon import Lexicon
+
+    return Lexicon.load(Path(run) / LEXICON) if cfg.spell_correct else None

@@ -33,6 +33,8 @@ class MuConfig:
     # Queries are lowercased before tokenization (train, eval, export alike): settings search is
     # case-insensitive, and a byte-level BPE would learn "BLUETOOTH" as its own rarely seen token.
     lowercase_source: bool = False
+    # Lowercased queries are spell-corrected against RUN/lexicon.json (textbook/mu/lexicon.py) first.
+    spell_correct: bool = False
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02

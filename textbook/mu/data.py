@@ -117,6 +117,7 @@ class BatchStream:
         bucket_tokens: int = 2,
         skip_long: bool = False,
         bpe_dropout: float = 0.0,
+        lexicon=None,
         rank: int = 0,
         world: int = 1,
         require_rows: bool = True,
@@ -125,6 +126,7 @@ class BatchStream:
         self.directories = [Path(d) for d in directories]
         self.shards = check_shards(self.directories, self.columns)
         self.tokenizer, self.cfg, self.task, self.split = tokenizer, cfg, task, split
+        self.lexicon = lexicon if task == "settings" else None  # MuConfig.spell_correct: the run's lexicon
         # BPE-dropout (Provilkov et al., ACL 2020): settings queries are segmented with merges randomly
         # skipped, so the model meets the odd pieces that typos produce in clean words too. Targets keep
         # the one canonical segmentation the decoder must emit. The tokenizers library draws the skips
@@ -172,7 +174,7 @@ class BatchStream:
     def _examples(self, rows: list[tuple[str, ...]], rng: random.Random) -> list[Example]:
         cfg, eos = self.cfg, self.cfg.eos_id
         if self.task == "settings":
-            srcs = self._encode([source_text(r[0] or "", cfg.lowercase_source) for r in rows], self.source_tokenizer)
+            srcs = self._encode([source_text(r[0] or "", cfg.lowercase_source, self.lexicon) for r in rows], self.source_tokenizer)
             tgts = self._encode([r[1] for r in rows])
             examples = [Example(s + [eos], t + [eos]) for s, t in zip(srcs, tgts)]
             long = [e for e in examples if len(e.src) > cfg.max_source_len or len(e.tgt) > cfg.max_target_len]

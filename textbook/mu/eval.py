@@ -4,11 +4,13 @@ Settings: greedy decoding of every query of a split. An output counts as correct
 a function call (`textbook.settings.target.parse_target`), is valid for the catalogue
 (`validate_target`) and its canonical text equals the target's; outputs that fail either check are
 "invalid". Latency is measured per request (batch of one, tokenize -> encode -> decode -> parse) on
-the first `latency_samples` rows, apart from the batched accuracy pass.
+the first `latency_samples` rows, apart from the batched accuracy pass. The report keeps 20 mistakes;
+every mistake, with its style and noise, goes to `eval-settings-SPLIT-errors.jsonl` beside it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -21,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from textbook.errors import TextbookError
-from textbook.mu.checkpoint import load_model, tokenizer_path
+from textbook.mu.checkpoint import load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.tokenizer import load_tokenizer, source_text
-from textbook.shards import atomic_write_json, read_manifest, read_shard
+from textbook.shards import atomic_write_bytes, atomic_write_json, read_manifest, read_shard
 
 
 def _rows(directories: list[Path], split: str | None) -> pa.Table:
@@ -49,9 +51,9 @@ def _generation_catalogue(directories: list[str | Path]) -> str | None:
     return None
 
 
-def _encode(tokenizer, texts: list[str], cfg) -> list[list[int]]:
+def _encode(tokenizer, texts: list[str], cfg, lexicon=None) -> list[list[int]]:
     """Queries as the trainer fed them: normalised as the model expects, then the ids and EOS."""
-    texts = [source_text(t, cfg.lowercase_source) for t in texts]
+    texts = [source_text(t, cfg.lowercase_source, lexicon) for t in texts]
     return [e.ids + [cfg.eos_id] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
@@ -96,12 +98,13 @@ def eval_settings(
 
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
+    lexicon = load_lexicon(run, cfg)
     cat = load_catalogue(catalogue or _generation_catalogue(data))
     table = _rows([Path(d) for d in data], split)
     if limit:
         table = table.slice(0, limit)
     rows = table.to_pylist()
-    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg)
+    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg, lexicon)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
@@ -126,13 +129,14 @@ def eval_settings(
             for name in names:
                 groups[group][name][0] += correct
                 groups[group][name][1] += 1
-        if not correct and len(errors) < 20:
-            errors.append({"query": row["query"], "target": row["target"], "output": text})
+        if not correct:
+            errors.append({"query": row["query"], "target": row["target"], "output": text, "valid": valid,
+                           "style": row.get("style"), "noise": keys["noise"]})
 
     latencies = []
     for row in rows[:latency_samples]:
         t0 = time.perf_counter()
-        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg), cfg.pad_id, device)
+        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg, lexicon), cfg.pad_id, device)
         _judge(tokenizer.decode(model.generate(src, mask)[0]), row["target"], cat)
         latencies.append((time.perf_counter() - t0) * 1000)
 
@@ -145,8 +149,10 @@ def eval_settings(
         "by_noise": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["noise"].items())},
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "requests": len(latencies),
                        "device": device, "threads": torch.get_num_threads()} if latencies else None,
-        "errors": errors,
+        "errors": [{k: e[k] for k in ("query", "target", "output")} for e in errors[:20]],
     }
+    atomic_write_bytes(Path(run) / f"eval-settings-{split}-errors.jsonl",
+                       "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors).encode())
     atomic_write_json(Path(run) / f"eval-settings-{split}.json", report)
     return report
 

@@ -12,9 +12,12 @@ import torch
 
 from textbook.config import public_dict
 from textbook.errors import TextbookError
-from textbook.mu.checkpoint import TOKENIZER, WEIGHTS, load_weights, read_run_config, tokenizer_path, write_run_config
+from textbook.mu.checkpoint import (
+    LEXICON, TOKENIZER, WEIGHTS, load_lexicon, load_weights, read_run_config, tokenizer_path, write_run_config,
+)
 from textbook.mu.config import MuConfig, preset
 from textbook.mu.distill import load_teacher
+from textbook.mu.lexicon import Lexicon
 from textbook.mu.lora import apply_lora
 from textbook.mu.model import Mu, count_parameters
 from textbook.mu.tokenizer import load_tokenizer, special_ids, texts_from_shards, train_tokenizer
@@ -74,11 +77,27 @@ class BuiltRun:
     tokenizer: object
     teacher: Mu | None
     trainable: int
+    lexicon: Lexicon | None
 
 
 def lowercase_source(cfg: "TrainConfig") -> bool:
     """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source)."""
     return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task == "settings"
+
+
+def spell_correct(cfg: "TrainConfig") -> bool:
+    """--spell-correct/--no-spell-correct as given; by default on wherever queries are lowercased."""
+    if cfg.spell_correct and not lowercase_source(cfg):
+        raise TextbookError("--spell-correct works on lowercased queries: drop --keep-case or add --no-spell-correct")
+    return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg)
+
+
+def _prepare_lexicon(cfg: "TrainConfig", run: Path, dist: Distributed) -> None:
+    """RUN/lexicon.json from the train split's words, before the tokenizer learns the corrected queries."""
+    if dist.main and spell_correct(cfg):
+        run.mkdir(parents=True, exist_ok=True)
+        Lexicon.from_shards(cfg.data).save(run / LEXICON)
+    dist.barrier()
 
 
 def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None:
@@ -94,8 +113,9 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None
             shutil.copyfile(Path(source) / TOKENIZER if Path(source).is_dir() else source, run / TOKENIZER)
         else:
             columns = ["query", "target"] if cfg.task == "settings" else [cfg.text_column]
+            lexicon = Lexicon.load(run / LEXICON) if spell_correct(cfg) else None
             texts = texts_from_shards(cfg.data, columns, split="train" if cfg.task == "settings" else None,
-                                      lowercase=["query"] if lowercase_source(cfg) else [])
+                                      lowercase=["query"] if lowercase_source(cfg) else [], lexicon=lexicon)
             pretokenize = "whitespace" if cfg.task == "settings" else "words"  # see tokenizer.py
             train_tokenizer(texts, cfg.vocab_size or preset(cfg.preset).vocab_size, run / TOKENIZER, pretokenize=pretokenize)
     dist.barrier()
@@ -104,6 +124,7 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None
 def _model_config(cfg: "TrainConfig", tokenizer) -> MuConfig:
     lengths = {k: v for k, v in (("max_source_len", cfg.max_source_len), ("max_target_len", cfg.max_target_len)) if v}
     lengths["lowercase_source"] = lowercase_source(cfg)
+    lengths["spell_correct"] = spell_correct(cfg)
     if cfg.init_from:
         base = MuConfig.from_dict(read_run_config(cfg.init_from)["model"])
         return base.replace(**lengths)
@@ -119,6 +140,7 @@ def build_run(cfg: "TrainConfig", run: Path, dist: Distributed) -> BuiltRun:
         tokenizer = load_tokenizer(run / TOKENIZER)
         model = Mu(model_cfg)  # weights come from the checkpoint
     else:
+        _prepare_lexicon(cfg, run, dist)
         _prepare_tokenizer(cfg, run, dist)
         tokenizer = load_tokenizer(run / TOKENIZER)
         model_cfg = _model_config(cfg, tokenizer)
@@ -132,4 +154,4 @@ def build_run(cfg: "TrainConfig", run: Path, dist: Distributed) -> BuiltRun:
             "parameters": count_parameters(model_cfg), "trainable_parameters": trainable,
         })
     teacher = load_teacher(cfg.distill_from, run / TOKENIZER, dist.device) if cfg.distill_from else None
-    return BuiltRun(model.to(dist.device), model_cfg, tokenizer, teacher, trainable)
+    return BuiltRun(model.to(dist.device), model_cfg, tokenizer, teacher, trainable, load_lexicon(run, model_cfg))

@@ -109,20 +109,21 @@ def with_bpe_dropout(tokenizer, p: float):
     return Tokenizer.from_str(json.dumps(spec))
 
 
-def source_text(text: str, lowercase: bool) -> str:
-    """A query as the encoder reads it (see MuConfig.lowercase_source)."""
-    return text.lower() if lowercase else text
+def source_text(text: str, lowercase: bool, lexicon=None) -> str:
+    """A query as the encoder reads it (MuConfig.lowercase_source, then .spell_correct with its lexicon)."""
+    text = text.lower() if lowercase else text
+    return lexicon.correct(text) if lexicon is not None else text
 
 
 def texts_from_shards(
     directories: Iterable[str | Path], columns: list[str] | None = None, *, split: str | None = None, limit: int | None = None,
-    lowercase: Iterable[str] = (),
+    lowercase: Iterable[str] = (), lexicon=None,
 ) -> Iterator[str]:
     """Strings for tokenizer training: the `text` column, or query + target for settings shards.
 
     With `split`, rows of other splits (when there is a split column) are left out, so held-out
     queries never shape the vocabulary. Columns named in `lowercase` are lowercased, as the model
-    will read them.
+    will read them (and spell-corrected with `lexicon`, when given).
     """
     lowercase = set(lowercase)
     seen = 0
@@ -143,7 +144,7 @@ def texts_from_shards(
             for name, column in zip(batch.column_names, batch.columns):
                 for value in column.to_pylist():
                     if value:
-                        yield value.lower() if name in lowercase else value
+                        yield source_text(value, True, lexicon) if name in lowercase else value
                         seen += 1
                         if limit is not None and seen >= limit:
                             return

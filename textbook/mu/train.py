@@ -30,7 +30,7 @@ from textbook.mu.distill import kd_loss
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
-from textbook.mu.optim import build_optimizers, set_lr, wsd
+from textbook.mu.optim import DECAY_SHAPES, build_optimizers, set_lr, wsd
 from textbook.mu.setup import Distributed, build_run
 
 
@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     decay_fraction: float = 0.2
+    decay_shape: str = "linear"  # linear | sqrt (1 - sqrt(progress), Hägele et al. 2024)
     clip: float = 1.0
     seed: int = 0
     init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
@@ -64,6 +65,7 @@ class TrainConfig:
     kd_temperature: float = 1.0
     skip_long: bool = False
     lowercase_source: bool | None = None  # lowercase queries before tokenization; default: on for settings
+    spell_correct: bool | None = None  # correct query typos against the train split's words; default: as lowercase_source
     bpe_dropout: float = 0.0  # settings: skip BPE merges with this probability in training queries (robustness to typos)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
     compile: bool | None = None  # default: on GPU only
@@ -72,6 +74,23 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_batches: int = 20  # validation batches scored at each checkpoint (settings with a validation split)
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.decay_shape not in DECAY_SHAPES:
+            raise TextbookError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_steps": self.max_steps,
+                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes}
+        for name, value in positive.items():
+            if value is not None and value <= 0:
+                raise TextbookError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise TextbookError(f"--decay-fraction is a share of the steps, from 0 to 1, not {self.decay_fraction}")
+        if self.max_minutes and self.decay_fraction == 1:
+            raise TextbookError("--max-minutes fits the step count during the stable phase: use --decay-fraction below 1")
+        if not 0 <= self.bpe_dropout < 1:
+            raise TextbookError(f"--bpe-dropout is a probability below 1, not {self.bpe_dropout}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.clip <= 0:
+            raise TextbookError("--warmup-steps and --weight-decay must be at least 0, --clip above 0")
 
 
 # Fields that may differ between a run and its --resume (they do not change the result).
@@ -192,12 +211,13 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     raw, mcfg, tokenizer, teacher = built.model, built.model_cfg, built.tokenizer, built.teacher
     stream = BatchStream(
         list(cfg.data), tokenizer, mcfg, task=cfg.task, text_column=cfg.text_column, batch_size=cfg.batch_size,
-        seed=cfg.seed, skip_long=cfg.skip_long, bpe_dropout=cfg.bpe_dropout, rank=dist.rank, world=dist.world,
+        seed=cfg.seed, skip_long=cfg.skip_long, bpe_dropout=cfg.bpe_dropout, lexicon=built.lexicon,
+        rank=dist.rank, world=dist.world,
     )
     val = None
     if cfg.task == "settings":
         val = BatchStream(list(cfg.data), tokenizer, mcfg, task="settings", split="validation",
-                          batch_size=cfg.batch_size, skip_long=True, require_rows=False)
+                          batch_size=cfg.batch_size, skip_long=True, require_rows=False, lexicon=built.lexicon)
         val = val if val.rows else None
     total = cfg.max_steps if cfg.epochs is None else math.ceil(cfg.epochs * stream.steps_per_epoch(cfg.grad_accum))
     optimizers = build_optimizers(raw, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -221,7 +241,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     model.train()
     step, timed = state["step"], (state["step"], time.perf_counter())
     while step < total:
-        lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction))
+        lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape))
         for micro in range(cfg.grad_accum):
             batch, position = next(batches)
             batch = batch.to(dist.device)

@@ -1,0 +1,89 @@
+"""Spelling correction against the train split's words (textbook/mu/lexicon.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from textbook.errors import TextbookError
+from textbook.mu.lexicon import Lexicon, distance
+from textbook.shards import ShardWriter
+
+QUERIES = [
+    "turn on bluetooth", "show the taskbar on all displays", "make the mouse cursor bigger",
+    "decrease the screen brightness", "switch the time zone", "show document names on the taskbar",
+    "turn off the touchpad", "open display settings", "set volume to 70",
+]
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return Lexicon.from_texts(QUERIES * 3)
+
+
+def test_distance_counts_a_swap_of_neighbours_as_one_edit():
+    assert distance("taskbar", "tsakbar") == 1 and distance("kitten", "sitting") == 3
+    assert distance("", "abc") == 3 and distance("abc", "abc") == 0 and distance("ca", "abc") == 3
+
+
+@pytest.mark.parametrize("typo, fixed", [
+    ("turn on bluetoth", "turn on bluetooth"),  # deletion
+    ("show the tsakbar on all displays", "show the taskbar on all displays"),  # transposition
+    ("make the mouse cursour biger", "make the mouse cursor bigger"),  # insertion, deletion
+    ("decrease the scrren brightnes", "decrease the screen brightness"),  # substitution, deletion
+    ("switchzone", "switch zone"),  # missing space
+    ("show docume nt names", "show document names"),  # stray space
+    ("decraese the sreen brihgtness", "decrease the screen brightness"),  # two edits in long words
+])
+def test_typos_are_corrected_to_the_nearest_known_word(lexicon, typo, fixed):
+    assert lexicon.correct(typo) == fixed
+
+
+def test_known_short_numeric_and_far_words_are_left_alone(lexicon):
+    for text in ("set volume to 70", "turn on wifi", "ok", "set volume to 70%!", "amsterdam time zone", "",
+                 "résolution de l'écran", "bluetooth的设置"):
+        assert lexicon.correct(text) == text
+
+
+def test_ties_go_to_the_more_frequent_word():
+    lex = Lexicon({"cat": 1, "car": 9, "cap": 3})
+    assert lex.correct("caz") == "car"
+    assert Lexicon({"cat": 5, "car": 5}).correct("caz") == "car"  # equal counts: alphabetical, so deterministic
+
+
+def test_save_load_round_trip_and_clear_errors(lexicon, tmp_path):
+    lexicon.save(tmp_path / "lexicon.json")
+    again = Lexicon.load(tmp_path / "lexicon.json")
+    assert again.counts == lexicon.counts and again.correct("turn on bluetoth") == "turn on bluetooth"
+    with pytest.raises(TextbookError, match="is missing"):
+        Lexicon.load(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"format": 99, "words": {}}))
+    with pytest.raises(TextbookError, match="not a lexicon.json"):
+        Lexicon.load(tmp_path / "bad.json")
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(TextbookError, match="not a lexicon.json"):
+        Lexicon.load(tmp_path / "garbage.json")
+
+
+def _shards(directory, rows, columns):
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    with ShardWriter(directory, schema) as writer:
+        for row in rows:
+            writer.write(dict(zip(columns, row)))
+    return directory
+
+
+def test_from_shards_reads_clean_queries_of_the_train_split(tmp_path):
+    rows = [("turn on blutooth", "turn on bluetooth", "train")] * 5 + [("held out words", "held out words", "test")]
+    lex = Lexicon.from_shards([_shards(tmp_path / "a", rows, ["query", "clean_query", "split"])])
+    assert set(lex.counts) == {"turn", "on", "bluetooth"}  # the typo, repeated, is not a word; the test split is unseen
+
+
+def test_from_shards_without_clean_queries_keeps_words_seen_three_times(tmp_path):
+    rows = [("turn on bluetooth", "train")] * 3 + [("turn on blutooth", "train")] * 2
+    lex = Lexicon.from_shards([_shards(tmp_path / "a", rows, ["query", "split"])])
+    assert set(lex.counts) == {"turn", "on", "bluetooth"}
+    with pytest.raises(TextbookError, match="no-spell-correct"):
+        Lexicon.from_shards([_shards(tmp_path / "b", [("1 2 3", "train")], ["query", "split"])])

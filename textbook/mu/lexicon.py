@@ -1,0 +1,137 @@
+"""Spelling correction of settings queries against the words of the training data.
+
+Why: a byte-level BPE cuts a misspelt word ("tsakbar", "cursour") into pieces the model has rarely
+seen next to each other, and the model has to learn every typo of every word from examples. A
+search box corrects spelling before it searches; so does this lexicon, in front of the encoder, with
+the same code in training, `eval`, the exporter and the ONNX runner (MuConfig.spell_correct).
+
+How: the words of the *clean* training queries (the `clean_query` column that `textbook gen settings`
+writes; else the `query` column, keeping words seen at least 3 times, since typos repeat too) with
+their counts. A word that is not in the lexicon is replaced by the lexicon word nearest in
+Damerau-Levenshtein distance (1 edit up to 5 letters, 2 edits above), the most frequent on a tie;
+found through the symmetric-delete index of SymSpell (Garbe 2012), so a lookup costs microseconds.
+Two more repairs: a stray space inside a word ("docume nt") and a missing one ("switchzone").
+Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never touched. A word the lexicon does
+not know and cannot correct is left as it is: the model still reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from textbook.errors import TextbookError
+from textbook.shards import atomic_write_json
+
+FORMAT = 1
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
+_PARTS = re.compile(r"[^\W\d_]+|[\W\d_]+")  # words, and everything between them
+_RAW_MIN_COUNT = 3  # for a lexicon read from noisy queries
+
+
+def _deletes(word: str, edits: int) -> set[str]:
+    out = frontier = {word}
+    for _ in range(edits):
+        frontier = {w[:i] + w[i + 1:] for w in frontier if len(w) > 1 for i in range(len(w))}
+        out = out | frontier
+    return out
+
+
+def _max_edits(word: str) -> int:
+    return 1 if len(word) <= 5 else 2
+
+
+def distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment: a swap of neighbours is one edit)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+class Lexicon:
+    """Known words with counts; `correct(text)` repairs the unknown ones of a lowercased query."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = {w: int(c) for w, c in counts.items() if w.isalpha() and w.islower()}
+        self._index: dict[str, list[str]] = {}
+        for word in sorted(self.counts):
+            for key in _deletes(word, _max_edits(word) if len(word) > 2 else 0):
+                self._index.setdefault(key, []).append(word)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], min_count: int = 1) -> "Lexicon":
+        counts = Counter(w for text in texts for w in _WORD.findall(text.lower()))
+        return cls({w: c for w, c in counts.items() if c >= min_count})
+
+    @classmethod
+    def from_shards(cls, directories: Iterable[str | Path]) -> "Lexicon":
+        """The lexicon of the train split: clean queries when the shards have them, else queries."""
+        from textbook.mu.tokenizer import texts_from_shards
+        from textbook.shards import read_manifest
+
+        directories = list(directories)
+        clean = all("clean_query" in {f["name"] for f in (read_manifest(d) or {"schema": []})["schema"]} for d in directories)
+        column = "clean_query" if clean else "query"
+        lexicon = cls.from_texts(texts_from_shards(directories, [column], split="train"), 1 if clean else _RAW_MIN_COUNT)
+        if not lexicon.counts:
+            raise TextbookError(f"no words in the {column} column of the train split: train with --no-spell-correct")
+        return lexicon
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, {"format": FORMAT, "words": dict(sorted(self.counts.items()))})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Lexicon":
+        try:
+            data = json.loads(Path(path).read_text())
+            if data.get("format") != FORMAT or not isinstance(data.get("words"), dict):
+                raise ValueError("not a textbook lexicon")
+            return cls(data["words"])
+        except FileNotFoundError:
+            raise TextbookError(f"{path} is missing: the model was trained with spelling correction and needs it") from None
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise TextbookError(f"{path} is not a lexicon.json written by textbook ({exc}): retrain or re-export") from None
+
+    def word(self, word: str) -> str:
+        """`word` corrected: itself when known or not correctable, else the nearest known word(s)."""
+        if word in self.counts or len(word) < 3 or not word.isascii():  # edits are spelled in a-z
+            return word
+        edits = _max_edits(word)
+        best: tuple[int, int, str] | None = None
+        for key in _deletes(word, edits):
+            for candidate in self._index.get(key, ()):
+                d = distance(word, candidate)
+                if d <= edits and (best is None or (d, -self.counts[candidate], candidate) < best):
+                    best = (d, -self.counts[candidate], candidate)
+        if best:
+            return best[2]
+        splits = [(min(self.counts[word[:i]], self.counts[word[i:]]), word[:i], word[i:])
+                  for i in range(2, len(word) - 1) if word[:i] in self.counts and word[i:] in self.counts]
+        return f"{max(splits)[1]} {max(splits)[2]}" if splits else word
+
+    def correct(self, text: str) -> str:
+        parts = _PARTS.findall(text)
+        out: list[str] = []
+        i = 0
+        while i < len(parts):
+            part = parts[i]
+            if part[0].isalpha():
+                joined = part + parts[i + 2] if i + 2 < len(parts) and parts[i + 1] == " " else ""
+                if part not in self.counts and joined in self.counts:  # "docume nt" -> "document"
+                    out.append(joined)
+                    i += 3
+                    continue
+                part = self.word(part)
+            out.append(part)
+            i += 1
+        return "".join(out)
