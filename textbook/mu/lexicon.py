@@ -11,8 +11,9 @@ their counts. A word that is not in the lexicon is replaced by the lexicon word 
 Damerau-Levenshtein distance (1 edit up to 5 letters, 2 edits above), the most frequent on a tie;
 found through the symmetric-delete index of SymSpell (Garbe 2012), so a lookup costs microseconds.
 Two more repairs: a stray space inside a word ("docume nt") and a missing one ("switchzone").
-Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never touched. A word the lexicon does
-not know and cannot correct is left as it is: the model still reads it.
+Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never
+touched. A word the lexicon does not know and cannot correct is left as it is: the model still
+reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Iterable
 
 from textbook.errors import TextbookError
-from textbook.shards import atomic_write_json
+from textbook.mu.tokenizer import texts_from_shards
+from textbook.shards import atomic_write_json, read_manifest
 
 FORMAT = 1
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
@@ -76,9 +78,6 @@ class Lexicon:
     @classmethod
     def from_shards(cls, directories: Iterable[str | Path]) -> "Lexicon":
         """The lexicon of the train split: clean queries when the shards have them, else queries."""
-        from textbook.mu.tokenizer import texts_from_shards
-        from textbook.shards import read_manifest
-
         directories = list(directories)
         clean = all("clean_query" in {f["name"] for f in (read_manifest(d) or {"schema": []})["schema"]} for d in directories)
         column = "clean_query" if clean else "query"
@@ -117,7 +116,10 @@ class Lexicon:
             return best[2]
         splits = [(min(self.counts[word[:i]], self.counts[word[i:]]), word[:i], word[i:])
                   for i in range(2, len(word) - 1) if word[:i] in self.counts and word[i:] in self.counts]
-        return f"{max(splits)[1]} {max(splits)[2]}" if splits else word
+        if not splits:
+            return word
+        _, left, right = max(splits)  # a missing space: the split whose rarer half is most common
+        return f"{left} {right}"
 
     def correct(self, text: str) -> str:
         parts = _PARTS.findall(text)
