@@ -92,15 +92,19 @@ def spell_correct(cfg: "TrainConfig") -> bool:
     return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg)
 
 
-def _prepare_lexicon(cfg: "TrainConfig", run: Path, dist: Distributed) -> None:
+def _prepare_lexicon(cfg: "TrainConfig", run: Path, dist: Distributed) -> Lexicon | None:
     """RUN/lexicon.json from the train split's words, before the tokenizer learns the corrected queries."""
-    if dist.main and spell_correct(cfg):
+    if not spell_correct(cfg):
+        return None
+    if dist.main:
         run.mkdir(parents=True, exist_ok=True)
-        Lexicon.from_shards(cfg.data).save(run / LEXICON)
+        lexicon = Lexicon.from_shards(cfg.data)
+        lexicon.save(run / LEXICON)
     dist.barrier()
+    return lexicon if dist.main else Lexicon.load(run / LEXICON)  # every rank reads the one main wrote
 
 
-def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None:
+def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed, lexicon: Lexicon | None) -> None:
     """Put the run's tokenizer at RUN/tokenizer.json: given, inherited, or trained on the train split."""
     if cfg.init_from and cfg.tokenizer:
         raise TextbookError("--init-from brings its run's tokenizer: drop --tokenizer")
@@ -113,7 +117,6 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed) -> None
             shutil.copyfile(Path(source) / TOKENIZER if Path(source).is_dir() else source, run / TOKENIZER)
         else:
             columns = ["query", "target"] if cfg.task == "settings" else [cfg.text_column]
-            lexicon = Lexicon.load(run / LEXICON) if spell_correct(cfg) else None
             texts = texts_from_shards(cfg.data, columns, split="train" if cfg.task == "settings" else None,
                                       lowercase=["query"] if lowercase_source(cfg) else [], lexicon=lexicon)
             pretokenize = "whitespace" if cfg.task == "settings" else "words"  # see tokenizer.py
@@ -139,9 +142,10 @@ def build_run(cfg: "TrainConfig", run: Path, dist: Distributed) -> BuiltRun:
         model_cfg = MuConfig.from_dict(read_run_config(run)["model"])
         tokenizer = load_tokenizer(run / TOKENIZER)
         model = Mu(model_cfg)  # weights come from the checkpoint
+        lexicon = load_lexicon(run, model_cfg)
     else:
-        _prepare_lexicon(cfg, run, dist)
-        _prepare_tokenizer(cfg, run, dist)
+        lexicon = _prepare_lexicon(cfg, run, dist)
+        _prepare_tokenizer(cfg, run, dist, lexicon)
         tokenizer = load_tokenizer(run / TOKENIZER)
         model_cfg = _model_config(cfg, tokenizer)
         model = Mu(model_cfg)
@@ -154,4 +158,4 @@ def build_run(cfg: "TrainConfig", run: Path, dist: Distributed) -> BuiltRun:
             "parameters": count_parameters(model_cfg), "trainable_parameters": trainable,
         })
     teacher = load_teacher(cfg.distill_from, run / TOKENIZER, dist.device) if cfg.distill_from else None
-    return BuiltRun(model.to(dist.device), model_cfg, tokenizer, teacher, trainable, load_lexicon(run, model_cfg))
+    return BuiltRun(model.to(dist.device), model_cfg, tokenizer, teacher, trainable, lexicon)
