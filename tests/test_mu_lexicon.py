@@ -24,8 +24,20 @@ def lexicon():
 
 
 def test_distance_counts_a_swap_of_neighbours_as_one_edit():
-    assert distance("taskbar", "tsakbar") == 1 and distance("kitten", "sitting") == 3
-    assert distance("", "abc") == 3 and distance("abc", "abc") == 0 and distance("ca", "abc") == 3
+    assert distance("taskbar", "tsakbar") == 1 and distance("abc", "abc") == 0
+    assert distance("", "abc") == 3 and distance("ca", "abc") == 3
+
+
+def test_distance_charges_a_far_key_as_two_edits():
+    assert distance("volume", "volime") == 1 and distance("test", "text") == 1  # u|i and s|x are neighbours
+    assert distance("miles", "files") == 2 and distance("convert", "connect") == 4
+    assert distance("kitten", "sitting") == 5  # k->s, e->i: far keys; and an insertion
+
+
+def test_real_words_far_from_known_ones_are_left_alone():
+    lex = Lexicon({"files": 50, "connect": 20, "to": 9})
+    assert lex.correct("convert 10 miles to km") == "convert 10 miles to km"
+    assert lex.correct("conect 10 fiels") == "connect 10 files"
 
 
 @pytest.mark.parametrize("typo, fixed", [
@@ -49,8 +61,8 @@ def test_known_short_numeric_and_far_words_are_left_alone(lexicon):
 
 def test_ties_go_to_the_more_frequent_word():
     lex = Lexicon({"cat": 1, "car": 9, "cap": 3})
-    assert lex.correct("caz") == "car"
-    assert Lexicon({"cat": 5, "car": 5}).correct("caz") == "car"  # equal counts: alphabetical, so deterministic
+    assert lex.correct("caf") == "car"  # f is a neighbour of both t and r
+    assert Lexicon({"cat": 5, "car": 5}).correct("caf") == "car"  # equal counts: alphabetical, so deterministic
 
 
 def test_save_load_round_trip_and_clear_errors(lexicon, tmp_path):

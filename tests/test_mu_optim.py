@@ -79,3 +79,29 @@ def test_train_config_rejects_numbers_out_of_range():
         with pytest.raises(TextbookError, match=message):
             TrainConfig(**bad)
     assert TrainConfig(decay_fraction=1.0, decay_shape="sqrt").decay_fraction == 1.0  # a step-count run may decay all the way
+
+
+def _time_boxed_run(seconds_per_step, budget_s: float = 870.0) -> tuple[int, float]:
+    """Steps a simulated clock through a time-boxed run; returns (steps, seconds) it ends at."""
+    from textbook.mu.train import _TimeBox
+
+    box = _TimeBox(budget_s, 0.6, cap=100_000, start=0.0, first=0, since=(0, 0.0))
+    total, now, step = 100_000, 0.0, 0
+    while step < total:
+        now += seconds_per_step(step)
+        step += 1
+        total = box.fit(step, total, now, log_every=10)
+    return total, now
+
+
+def test_time_box_ends_inside_its_budget_and_uses_most_of_it():
+    steps, seconds = _time_boxed_run(lambda step: 2.0 if step < 10 else 1.6)  # slow first steps
+    assert 0.95 * 870 < seconds <= 870
+    assert steps > 515
+
+
+def test_time_box_pace_is_not_cut_short_by_one_slow_window():
+    # One slow window (a validation, long batches) just before the decay began used to set the pace
+    # alone: 476 steps instead of ~500.
+    steps, seconds = _time_boxed_run(lambda step: 3.0 if 180 <= step < 190 else (2.0 if step < 10 else 1.6))
+    assert steps > 490 and seconds <= 870

@@ -179,17 +179,37 @@ def _in_stable_phase(done: int, total: int, decay_fraction: float) -> bool:
     return done < total - round(decay_fraction * total)
 
 
-def _fit_steps(cfg: TrainConfig, done: int, cap: int, start: float, timed: tuple[int, float], dist: Distributed) -> int:
-    """The step count that ends a time-boxed run inside its budget.
+@dataclass
+class _TimeBox:
+    """Fits a time-boxed run's step count (--max-minutes) to its budget, during the stable phase only.
 
-    Re-fitted at every log line of the stable phase, from the pace since the first timed steps: the
-    learning rate there is 1.0 whatever the total, so only the decay (still ahead) moves.
+    There the learning rate is 1.0 whatever the total, so only the decay (still ahead) moves. The
+    pace is measured from the end of the first `_TIMED_STEPS` steps of this process (the first steps
+    are slow) over every step since: a pace over the last few steps only let one slow window (a
+    validation, a burst of long batches) cut a run short by 10%.
     """
-    per_step = dist.mean((time.perf_counter() - timed[1]) / (done - timed[0]))
-    remaining = cfg.max_minutes * 60 - (time.perf_counter() - start)
-    fit = done + int(0.95 * remaining / per_step)  # 5%: checkpoints and validation
-    earliest = math.ceil(done / (1 - cfg.decay_fraction)) + 1 if cfg.decay_fraction < 1 else done + 1  # decay not begun yet
-    return min(cap, max(fit, earliest))
+
+    budget_s: float
+    decay_fraction: float
+    cap: int  # what --max-steps/--epochs allow
+    start: float  # perf_counter() of the run's start, resumed time included
+    first: int  # the step this process started from
+    since: tuple[int, float]  # (step, perf_counter()) the pace is measured from
+
+    def fit(self, done: int, total: int, now: float, log_every: int, mean=float) -> int:
+        """The step count after step `done` (1-based); `mean` agrees the pace across ranks."""
+        if done - self.first < _TIMED_STEPS or not _in_stable_phase(done, total, self.decay_fraction):
+            return total
+        warmed_up = done - self.first == _TIMED_STEPS
+        if warmed_up or done % log_every == 0:
+            per_step = mean((now - self.since[1]) / (done - self.since[0]))
+            remaining = self.budget_s - (now - self.start)
+            fit = done + int(0.95 * remaining / per_step)  # 5%: checkpoints and validation
+            earliest = math.ceil(done / (1 - self.decay_fraction)) + 1  # the decay has not begun yet
+            total = min(self.cap, max(fit, earliest))
+        if warmed_up:
+            self.since = (done, now)
+        return total
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -239,7 +259,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     window = _Window()
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
     model.train()
-    step, timed = state["step"], (state["step"], time.perf_counter())
+    step = state["step"]
+    box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter())) if cfg.max_minutes else None
     while step < total:
         lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape))
         for micro in range(cfg.grad_accum):
@@ -257,12 +278,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             opt.step()
             opt.zero_grad(set_to_none=True)
         window.steps += 1
-        if cfg.max_minutes and step + 1 - timed[0] >= _TIMED_STEPS and _in_stable_phase(step + 1, total, cfg.decay_fraction):
-            if step + 1 - timed[0] == _TIMED_STEPS or (step + 1) % cfg.log_every == 0:
-                total = state["total"] = _fit_steps(cfg, step + 1, cap, start, timed, dist)
-                bar.total = total
-            if step + 1 - timed[0] == _TIMED_STEPS:
-                timed = (step + 1, time.perf_counter())  # later fits use the pace after warm-up (first steps are slow)
+        if box is not None:
+            total = state["total"] = bar.total = box.fit(step + 1, total, time.perf_counter(), cfg.log_every, dist.mean)
         last = step + 1 == total
         if (step + 1) % cfg.log_every == 0 or last:
             if dist.device.type == "cuda":
