@@ -8,8 +8,8 @@ the same code in training, `eval`, the exporter and the ONNX runner (MuConfig.sp
 How: the words of the *clean* training queries (the `clean_query` column that `textbook gen settings`
 writes; else the `query` column, keeping words seen at least 3 times, since typos repeat too) with
 their counts. A word that is not in the lexicon is replaced by the lexicon word nearest in a
-keyboard-aware Damerau-Levenshtein distance (`distance`: 1 edit up to 5 letters, 2 edits above), the most frequent on a tie;
-found through the symmetric-delete index of SymSpell (Garbe 2012), so a lookup costs microseconds.
+keyboard-aware Damerau-Levenshtein distance (`distance`: 1 edit up to 5 letters, 2 edits above), the
+most frequent on a tie; found through the symmetric-delete index of SymSpell (Garbe 2012), so a lookup costs microseconds.
 Two more repairs: a stray space inside a word ("docume nt") and a missing one ("switchzone").
 Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never
 touched. A word the lexicon does not know and cannot correct is left as it is: the model still
@@ -51,7 +51,10 @@ def _max_edits(word: str) -> int:
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY = {c: (r, i + 0.5 * r) for r, row in enumerate(_ROWS) for i, c in enumerate(row)}
 _NEAR = frozenset(
-    (a, b) for a, (ra, xa) in _KEY.items() for b, (rb, xb) in _KEY.items() if a != b and abs(ra - rb) <= 1 and abs(xa - xb) <= 1
+    (a, b)
+    for a, (ra, xa) in _KEY.items()
+    for b, (rb, xb) in _KEY.items()
+    if a != b and abs(ra - rb) <= 1 and abs(xa - xb) <= 1
 )
 
 

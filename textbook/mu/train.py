@@ -260,7 +260,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
     model.train()
     step = state["step"]
-    box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter())) if cfg.max_minutes else None
+    box = None
+    if cfg.max_minutes:
+        box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter()))
     while step < total:
         lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape))
         for micro in range(cfg.grad_accum):
