@@ -65,6 +65,25 @@ def test_buckets_do_not_sort_batches_by_kind_of_call(tmp_path, tok):
     assert min(kinds(64)) >= 4  # one coarse bucket: batches stay mixed
 
 
+def test_dedup_gives_each_distinct_pair_once_per_epoch(tmp_path, tok):
+    data = write_settings(tmp_path / "s", repeat=3)  # 3 copies of 8 pairs over 2 shards
+    query, target, action, style, noise = SETTINGS[0]
+    with ShardWriter(tmp_path / "s2", pa.schema([("query", pa.string()), ("target", pa.string()), ("split", pa.string())])) as w:
+        w.write({"query": query.upper(), "target": target, "split": "train"})  # the same pair once lowercased
+        w.write({"query": query, "target": '{"action":"none"}', "split": "train"})  # same query, another call
+    lower = CFG.replace(lowercase_source=True)  # as `textbook train` sets it for settings
+    plain = BatchStream([data, tmp_path / "s2"], tok, lower, batch_size=4, seed=0)
+    unique = BatchStream([data, tmp_path / "s2"], tok, lower, batch_size=4, seed=0, dedup=True)
+    assert (plain.rows, plain.duplicates) == (26, 0) and (unique.rows, unique.duplicates) == (9, 17)
+    for epoch in range(2):
+        pairs = [tuple(map(tuple, (s, t))) for b, _ in _take(unique, 3 * (epoch + 1))[3 * epoch:]
+                 for s, t in zip(b.src_ids.tolist(), b.labels.tolist())]
+        assert len(pairs) == 9 and len(set(pairs)) == 9  # 9 rows, 3 batches, every one distinct
+    assert unique.steps_per_epoch(1) == 3 and plain.steps_per_epoch(1) == 7
+    keep_case = BatchStream([data, tmp_path / "s2"], tok, CFG, batch_size=4, dedup=True)
+    assert keep_case.rows == 10  # read as typed, the upper-case query is another pair
+
+
 def test_shuffle_is_deterministic_by_seed_and_changes_by_epoch(tmp_path, tok):
     data = write_settings(tmp_path / "s", repeat=8)
 

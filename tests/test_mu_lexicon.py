@@ -53,6 +53,21 @@ def test_typos_are_corrected_to_the_nearest_known_word(lexicon, typo, fixed):
     assert lexicon.correct(typo) == fixed
 
 
+def test_a_missing_space_beats_a_correction_that_drops_letters():
+    lex = Lexicon({"wifi": 40, "on": 90, "no": 30, "more": 20, "sound": 25, "is": 60, "where": 15})
+    # Each glued pair is also two deletions from one known word: dropping them would lose the action.
+    assert lex.correct("wifion") == "wifi on" and lex.correct("nomore sound") == "no more sound"
+    assert lex.correct("whereis sound") == "where is sound"
+    assert lex.correct("soud") == "sound"  # one edit from a word and no split: the correction
+
+
+def test_a_stray_space_joins_halves_when_one_is_unknown_or_both_are():
+    lex = Lexicon({"device": 30, "dev": 4, "dice": 2, "notifications": 40, "not": 50, "turn": 9, "on": 9})
+    assert lex.correct("turn on dev ice") == "turn on device"  # "ice" unknown, "device" known
+    assert lex.correct("notifi catons on") == "notifications on"  # "notificatons": one edit from a word
+    assert lex.correct("turn on") == "turn on"  # two known words stay two
+
+
 def test_known_short_numeric_and_far_words_are_left_alone(lexicon):
     for text in ("set volume to 70", "turn on wifi", "ok", "set volume to 70%!", "amsterdam time zone", "",
                  "résolution de l'écran", "bluetooth的设置"):

@@ -42,6 +42,8 @@ def test_build_optimizers_uses_torch_muon_and_adamw():
     assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
     assert muon.param_groups[0]["ns_coefficients"] == (3.4445, -4.775, 2.0315)
     assert muon.param_groups[0]["momentum"] == 0.95 and muon.param_groups[0]["nesterov"]
+    assert muon.param_groups[0]["ns_steps"] == 5
+    assert build_optimizers(model, lr=1e-3, weight_decay=0.1, ns_steps=3)[0].param_groups[0]["ns_steps"] == 3
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]  # norms are not decayed
     assert set_lr([muon, adamw], 0.5) == 5e-4 and adamw.param_groups[1]["lr"] == 5e-4
 
@@ -75,7 +77,7 @@ def test_train_config_rejects_numbers_out_of_range():
     for bad, message in (({"decay_fraction": 1.5}, "from 0 to 1"), ({"lr": 0.0}, "--lr must be positive"),
                          ({"batch_size": 0}, "--batch-size must be positive"), ({"bpe_dropout": 1.0}, "below 1"),
                          ({"max_minutes": 10, "decay_fraction": 1.0}, "below 1"), ({"decay_shape": "cosine"}, "linear or sqrt"),
-                         ({"warmup_steps": -1}, "at least 0")):
+                         ({"warmup_steps": -1}, "at least 0"), ({"muon_ns_steps": 0}, "Newton-Schulz iterations from 1")):
         with pytest.raises(TextbookError, match=message):
             TrainConfig(**bad)
     assert TrainConfig(decay_fraction=1.0, decay_shape="sqrt").decay_fraction == 1.0  # a step-count run may decay all the way

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +53,7 @@ def trained(tmp_path_factory):
 def test_overfits_a_tiny_settings_set_to_100_percent(trained):
     tmp, _, summary = trained
     assert summary["loss"] < 0.05 and summary["val_loss"] < 0.05
+    assert summary["duplicates_skipped"] == 24  # 4 copies of 8 pairs: settings runs dedup by default
     assert _exact_match(tmp / "run") == 1.0
     log = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines()]
     assert {"step", "loss", "lr", "tokens_per_s", "mfu"} <= set(log[0]) and log[-1]["val_loss"] < 0.05
@@ -196,6 +198,21 @@ def test_resume_refuses_other_flags_and_missing_runs(tmp_path, trained):
         train(_config(tmp, "run", data, max_steps=120), progress=False)
     with pytest.raises(TextbookError, match="not a Mu run directory"):
         train(_config(tmp_path, "nothing", data, resume=True), progress=False)
+
+
+def test_resume_accepts_a_run_from_before_a_field_existed(tmp_path, trained):
+    tmp, data, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(tmp / "run", old)
+    stored = json.loads((old / "config.json").read_text())
+    for new_field in ("dedup", "muon_ns_steps"):  # fields this version added
+        del stored["train"][new_field]
+    stored["train"]["out"] = str(old)
+    (old / "config.json").write_text(json.dumps(stored))
+    cfg = _config(tmp_path, "old", data, max_steps=120, checkpoint_every=120, resume=True)
+    train_module._check_resume(cfg, old)  # their defaults are what the old run did
+    with pytest.raises(TextbookError, match="started with muon_ns_steps=5"):
+        train_module._check_resume(_config(tmp_path, "old", data, max_steps=120, checkpoint_every=120, muon_ns_steps=3), old)
 
 
 def test_lora_merge_equals_adapted_model():

@@ -12,6 +12,14 @@ pools of `pool_rows`, each pool is shuffled, grouped into buckets of similar sou
 length (little padding) and cut into batches whose order is shuffled again. Every random choice is seeded by (seed, epoch, pool),
 so the position {epoch, pool, batch} is enough to resume exactly: earlier pools are skipped without
 tokenizing them.
+
+Duplicates (`dedup`, on by default for settings in `textbook train`): a row whose columns repeat an
+earlier row of the epoch (the query compared lowercased when the model reads it lowercased) is
+skipped, so an epoch holds each distinct pair once. `textbook gen settings` keeps up to 20 copies of
+a popular request, as traffic would have them, and that is right for validation and test; but a
+time-boxed run sees less than one epoch, and every repeat it trains on is a new pair it does not see.
+Measured on the README's 200k rows (26% of the train split repeats): 89.80% -> 90.32% test exact
+match in the same 14.5 minutes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from textbook.errors import TextbookError
 from textbook.mu.config import MuConfig
@@ -118,6 +127,7 @@ class BatchStream:
         skip_long: bool = False,
         bpe_dropout: float = 0.0,
         lexicon=None,
+        dedup: bool = False,
         rank: int = 0,
         world: int = 1,
         require_rows: bool = True,
@@ -136,6 +146,8 @@ class BatchStream:
         self.bucket_tokens = bucket_tokens
         self.rank, self.world = rank, world
         self.skipped = 0  # over-long rows dropped with skip_long
+        self.dedup = dedup
+        self.duplicates = 0  # rows an epoch skips as repeats (dedup)
         self.rows = self.count_rows()
         if require_rows and self.rows == 0:
             where = f" in split {split!r}" if split and task == "settings" else ""
@@ -149,17 +161,36 @@ class BatchStream:
         return table.select(self.columns)
 
     def count_rows(self) -> int:
+        """Rows in an epoch: distinct ones with dedup (setting `duplicates`)."""
+        if self.dedup:
+            rows = sum(len(pool) for pool in self._pools(0))
+            self.duplicates = sum(self._table(path, n).num_rows for path, n in self.shards) - rows
+            return rows
         if self.task != "settings" or not self.split:  # no filtering: the manifests know
             return sum(rows for _, rows in self.shards)
         return sum(self._table(path, rows).num_rows for path, rows in self.shards)
+
+    def _unique(self, rows: Iterator[tuple[str, ...]], seen: set[int]) -> list[tuple[str, ...]]:
+        """The rows whose key is not in `seen` (which they join): a 64-bit hash, so a big split fits in memory."""
+        lower = self.cfg.lowercase_source and self.task == "settings"
+        out = []
+        for row in rows:
+            first = (row[0] or "").lower() if lower else row[0] or ""
+            key = xxhash.xxh64_intdigest("\x1f".join([first, *(c or "" for c in row[1:])]).encode())
+            if key not in seen:
+                seen.add(key)
+                out.append(row)
+        return out
 
     def _pools(self, epoch: int) -> Iterator[list[tuple[str, ...]]]:
         order = list(range(len(self.shards)))
         random.Random(f"{self.seed}:{epoch}").shuffle(order)
         pool: list[tuple[str, ...]] = []
+        seen: set[int] = set()
         for i in order:
             table = self._table(*self.shards[i])
-            pool += zip(*(table[c].to_pylist() for c in self.columns))
+            rows = zip(*(table[c].to_pylist() for c in self.columns))
+            pool += self._unique(rows, seen) if self.dedup else rows
             while len(pool) >= self.pool_rows:
                 yield pool[: self.pool_rows]
                 pool = pool[self.pool_rows :]

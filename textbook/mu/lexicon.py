@@ -10,7 +10,9 @@ writes; else the `query` column, keeping words seen at least 3 times, since typo
 their counts. A word that is not in the lexicon is replaced by the lexicon word nearest in a
 keyboard-aware Damerau-Levenshtein distance (`distance`: 1 edit up to 5 letters, 2 edits above), the
 most frequent on a tie; found through the symmetric-delete index of SymSpell (Garbe 2012), so a lookup costs microseconds.
-Two more repairs: a stray space inside a word ("docume nt") and a missing one ("switchzone").
+Two more repairs: a stray space inside a word ("docume nt") and a missing one ("switchzone"); a
+missing space, one edit, wins over a correction of two ("wifion" is "wifi on", not "wifi"), which
+took 39.9% -> 54.9% of the validation queries with a missing space back to their clean text.
 Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never
 touched. A word the lexicon does not know and cannot correct is left as it is: the model still
 reads it.
@@ -129,6 +131,15 @@ class Lexicon:
         """`word` corrected: itself when known or not correctable, else the nearest known word(s)."""
         if word in self.counts or len(word) < 3 or not word.isascii():  # edits are spelled in a-z
             return word
+        nearest, split = self._nearest(word), self._split(word)
+        # A missing space is one edit: "wifion" is "wifi on", not "wifi" two deletions away, and
+        # "nomore" is "no more", not "more".
+        if split and (nearest is None or nearest[0] > 1):
+            return split
+        return nearest[2] if nearest else word
+
+    def _nearest(self, word: str) -> tuple[int, int, str] | None:
+        """(distance, -count, word) of the known word nearest to `word`, within its edit budget."""
         edits = _max_edits(word)
         best: tuple[int, int, str] | None = None
         for key in _deletes(word, edits):
@@ -136,14 +147,35 @@ class Lexicon:
                 d = distance(word, candidate)
                 if d <= edits and (best is None or (d, -self.counts[candidate], candidate) < best):
                     best = (d, -self.counts[candidate], candidate)
-        if best:
-            return best[2]
+        return best
+
+    def _split(self, word: str) -> str | None:
+        """`word` as two known words, the split whose rarer half is most common; None if none."""
         splits = [(min(self.counts[word[:i]], self.counts[word[i:]]), word[:i], word[i:])
                   for i in range(2, len(word) - 1) if word[:i] in self.counts and word[i:] in self.counts]
         if not splits:
-            return word
-        _, left, right = max(splits)  # a missing space: the split whose rarer half is most common
+            return None
+        _, left, right = max(splits)
         return f"{left} {right}"
+
+    def _join(self, left: str, right: str) -> str | None:
+        """One known word for two typed ones split by a stray space, or None.
+
+        "docume nt" and "dev ice" join when the joined word is known and one half is not (the lexicon
+        knows "dev", and would make "ice" "dice"); "notifi catons", two unknown halves, joins when the
+        joined word is one edit from a known one. Two known words stay two.
+        """
+        joined = left + right
+        unknown = (left not in self.counts) + (right not in self.counts)
+        if not unknown:
+            return None
+        if joined in self.counts:
+            return joined
+        if unknown == 2 and len(joined) >= 6:
+            nearest = self._nearest(joined)
+            if nearest and nearest[0] == 1:
+                return nearest[2]
+        return None
 
     def correct(self, text: str) -> str:
         parts = _PARTS.findall(text)
@@ -152,11 +184,12 @@ class Lexicon:
         while i < len(parts):
             part = parts[i]
             if part[0].isalpha():
-                joined = part + parts[i + 2] if i + 2 < len(parts) and parts[i + 1] == " " else ""
-                if part not in self.counts and joined in self.counts:  # "docume nt" -> "document"
-                    out.append(joined)
-                    i += 3
-                    continue
+                if i + 2 < len(parts) and parts[i + 1] == " ":  # parts alternate: a word follows
+                    joined = self._join(part, parts[i + 2])
+                    if joined:
+                        out.append(joined)
+                        i += 3
+                        continue
                 part = self.word(part)
             out.append(part)
             i += 1

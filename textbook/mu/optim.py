@@ -35,7 +35,7 @@ def route_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter
 
 
 def build_optimizers(
-    model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95)
+    model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95), ns_steps: int = 5,
 ) -> list[torch.optim.Optimizer]:
     routes = route_parameters(model)
     optimizers: list[torch.optim.Optimizer] = []
@@ -43,7 +43,7 @@ def build_optimizers(
         optimizers.append(
             torch.optim.Muon(
                 [p for _, p in routes["muon"]], lr=lr, weight_decay=weight_decay,
-                momentum=0.95, nesterov=True, adjust_lr_fn="match_rms_adamw",
+                momentum=0.95, nesterov=True, adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps,
             )
         )
     decay = [p for _, p in routes["adamw"] if p.ndim >= 2]  # the embedding (and LoRA factors)
