@@ -17,7 +17,8 @@ Duplicates (`dedup`, on by default for settings in `textbook train`): a row whos
 earlier row of the epoch (the query compared lowercased when the model reads it lowercased) is
 skipped, so an epoch holds each distinct pair once. `textbook gen settings` keeps up to 20 copies of
 a popular request, as traffic would have them, and that is right for validation and test; but a
-time-boxed run sees less than one epoch, and every repeat it trains on is a new pair it does not see.
+time-boxed run sees less than one epoch, and every repeat it trains on takes the place of a pair
+it never sees.
 Measured on the README's 200k rows (26% of the train split repeats): 89.80% -> 90.32% test exact
 match in the same 14.5 minutes.
 """
