@@ -163,13 +163,21 @@ class BatchStream:
 
     def count_rows(self) -> int:
         """Rows in an epoch: distinct ones with dedup (setting `duplicates`)."""
-        if self.dedup:
-            rows = sum(len(pool) for pool in self._pools(0))
-            self.duplicates = sum(self._table(path, n).num_rows for path, n in self.shards) - rows
+        if self.dedup:  # one read of every shard: rows and repeats together
+            seen: set[int] = set()
+            total = rows = 0
+            for path, n in self.shards:
+                table = self._table(path, n)
+                total += table.num_rows
+                rows += len(self._unique(self._tuples(table), seen))
+            self.duplicates = total - rows
             return rows
         if self.task != "settings" or not self.split:  # no filtering: the manifests know
             return sum(rows for _, rows in self.shards)
         return sum(self._table(path, rows).num_rows for path, rows in self.shards)
+
+    def _tuples(self, table: pa.Table) -> Iterator[tuple[str, ...]]:
+        return zip(*(table[c].to_pylist() for c in self.columns))
 
     def _unique(self, rows: Iterator[tuple[str, ...]], seen: set[int]) -> list[tuple[str, ...]]:
         """The rows whose key is not in `seen` (which they join): a 64-bit hash, so a big split fits in memory."""
@@ -190,7 +198,7 @@ class BatchStream:
         seen: set[int] = set()
         for i in order:
             table = self._table(*self.shards[i])
-            rows = zip(*(table[c].to_pylist() for c in self.columns))
+            rows = self._tuples(table)
             pool += self._unique(rows, seen) if self.dedup else rows
             while len(pool) >= self.pool_rows:
                 yield pool[: self.pool_rows]
