@@ -96,7 +96,7 @@ def _score_chunk(texts):
 def docs_per_s(model, texts: list[str], procs: int, chunk: int = 2000) -> float:
     """Documents scored per second with `procs` forked processes (the model is inherited, not pickled)."""
     global _MODEL
-    from textbook.minhash import mp_context
+    from textbook.workers import mp_context
 
     _MODEL = model
     model.score(texts[:50])  # warm caches and lazily built tables before timing

@@ -64,7 +64,8 @@ def run_textbook(inp: str, out: str, procs: int, verify: float = 0.0) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from textbook.minhash import MinHasher, cluster_band_keys, estimate_jaccard, mp_context
+    from textbook.minhash import MinHasher, cluster_band_keys, estimate_jaccard
+    from textbook.workers import mp_context
 
     global _HASHER, _BANDS, _ROWS, _KEEP_SIGS
     bd = bench_dedup()

@@ -46,6 +46,30 @@ def test_secrets_never_in_public_dict():
     assert "token" not in public_dict(cfg) and "sk-secret" not in repr(cfg)
 
 
+@pytest.mark.parametrize("given, public", [
+    ("http://user:SECRET@host:8080/v1", "http://host:8080/v1"),
+    ("https://TOKEN@git.example.com/x.git", "https://git.example.com/x.git"),
+    ("https://h/v1?api-version=2024-06-01&api-key=SECRET", "https://h/v1?api-version=2024-06-01&api-key=REDACTED"),
+    ("https://h/x?key=S&api_key=S&apikey=S&token=S&access_token=S&sig=S&X-Amz-Signature=S&password=S&client_secret=S",
+     "https://h/x?key=REDACTED&api_key=REDACTED&apikey=REDACTED&token=REDACTED&access_token=REDACTED&sig=REDACTED"
+     "&X-Amz-Signature=REDACTED&password=REDACTED&client_secret=REDACTED"),
+    ("https://h/cb#access_token=SECRET&state=1", "https://h/cb#access_token=REDACTED&state=1"),
+    ("http://localhost:11434/v1", "http://localhost:11434/v1"),  # nothing to strip: unchanged, to the byte
+    ("https://h/x?monkey=1&keyboard=2", "https://h/x?monkey=1&keyboard=2"),
+    ("python lists", "python lists"),
+])
+def test_public_dict_strips_credentials_from_urls(given, public):
+    @dataclass(frozen=True)
+    class C:
+        url: str | None = None
+        urls: tuple[str, ...] = ()
+        extra: dict | None = None
+
+    got = public_dict(C(url=given, urls=(given,), extra={"u": [given]}))
+    assert got == {"url": public, "urls": [public], "extra": {"u": [public]}}
+    assert "SECRET" not in str(got) and public_dict(C()) == {"url": None, "urls": [], "extra": None}
+
+
 def test_config_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config_file(None) == {}

@@ -240,6 +240,58 @@ def test_infer_errors(exported, tmp_path):
         Runner(root / "out", "fp32").source_ids("turn on bluetooth " * 20)
 
 
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_key(key: str):
+    def damage(out: Path) -> None:
+        manifest = json.loads((out / "export.json").read_text())
+        del manifest[key]
+        (out / "export.json").write_text(json.dumps(manifest))
+    return damage
+
+
+DAMAGED = [
+    # (id, damage(export dir), words the one-line error must hold)
+    ("truncated_manifest", lambda out: _cut(out / "export.json"), ["export.json is not valid JSON"]),
+    ("manifest_without_shapes", _drop_key("shapes"), ["export.json is damaged", "lacks shapes"]),
+    ("manifest_without_variants", _drop_key("variants"), ["export.json is damaged", "lacks variants"]),
+    ("manifest_not_an_object", lambda out: (out / "export.json").write_text("[]"), ["not a JSON object"]),
+    ("truncated_tokenizer", lambda out: _cut(out / "tokenizer.json"), ["tokenizer.json cannot be read"]),
+    ("missing_tokenizer", lambda out: (out / "tokenizer.json").unlink(), ["tokenizer.json cannot be read"]),
+    ("truncated_lexicon", lambda out: _cut(out / "lexicon.json"), ["lexicon.json is not a lexicon", "re-export"]),
+    ("missing_graph", lambda out: (out / "decoder.onnx").unlink(), ["ONNX Runtime cannot load fp32"]),
+]
+
+
+@pytest.mark.parametrize("damage, words", [d[1:] for d in DAMAGED], ids=[d[0] for d in DAMAGED])
+def test_infer_on_a_damaged_export_is_a_one_line_error(exported, tmp_path, capsys, damage, words):
+    root, _ = exported
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    damage(out)
+    code = _cli(["infer", str(out), SETTINGS[0][0], "--variant", "fp32"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words + ([] if "re-export" in words else ["re-run `textbook export RUN --out"]):  # what is wrong, what to do
+        assert word in err, err
+
+
+def test_a_damaged_export_is_mended_by_exporting_again_and_infer_ignores_config_json(exported, tmp_path, capsys):
+    root, _ = exported
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    _cut(out / "config.json")  # written for other runtimes; infer does not need it
+    assert _cli(["infer", str(out), SETTINGS[0][0], "--variant", "fp32"]) == 0
+    assert capsys.readouterr().out.strip() == SETTINGS[0][1]
+    _cut(out / "export.json")
+    cfg = ExportConfig(max_source_len=SOURCE_LEN, max_target_len=CACHE_LEN, parity_samples=2)
+    export_run(root / "run", out, cfg, progress=False)  # the damaged manifest does not stop the export that mends it
+    assert _cli(["infer", str(out), SETTINGS[0][0]]) == 0
+    assert capsys.readouterr().out.strip() == SETTINGS[0][1]
+
+
 def test_help_imports_no_heavy_dependency():
     """`textbook --help` and the exporter's light modules load neither torch, onnx nor onnxruntime (nor openai)."""
     import subprocess

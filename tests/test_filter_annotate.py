@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from textbook.errors import TextbookError
 from textbook.filter.annotate import BEGIN, END, AnnotateConfig, annotate, cut, extract, parse_score
 from textbook.prompts import Prompts
 from textbook.shards import read_table
@@ -63,3 +64,32 @@ def test_unusable_replies_are_kept_as_rejects_and_a_rerun_resumes(tmp_path, fake
     assert fake_teacher.served == served  # nothing asked twice
     meta = json.loads((tmp_path / "labels" / "manifest.json").read_text())
     assert "api_key" not in json.dumps(meta)
+
+
+def test_a_teacher_that_scores_nothing_fails_the_run_and_keeps_the_rejects(tmp_path, fake_teacher, capsys, monkeypatch):
+    from tests.clirun import run_cli
+
+    docs = [{"id": f"d{i}", "text": f"Document number {i} about rivers and the sea. " * 20} for i in range(6)]
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "w.parquet")
+    monkeypatch.chdir(tmp_path)  # no stray textbook.toml
+    for name, value in fake_teacher.env().items():
+        monkeypatch.setenv(name, value)
+    fake_teacher.replies = "What a lovely page about rivers."  # never a score
+    code, out, err = run_cli(capsys, "filter", "annotate", "w.parquet", "--out", "labels", "--n", "6")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: the teacher gave nothing usable: 6 of 6 documents rejected (invalid_output 6; see labels): "), err
+    table = read_table(tmp_path / "labels")  # saved: every reject with its raw reply
+    assert table.num_rows == 6 and all("lovely" in r for r in table.column("reply").to_pylist())
+    served = fake_teacher.served
+    code, _, err = run_cli(capsys, "filter", "annotate", "w.parquet", "--out", "labels", "--n", "6")
+    assert code == 1 and "nothing usable" in err and fake_teacher.served == served  # the rerun resumes: nothing asked again
+
+
+def test_a_rerun_with_another_sample_is_refused_naming_it(tmp_path, fake_teacher):
+    docs = [{"id": f"d{i}", "text": f"Document number {i} about rivers and the sea. " * 20} for i in range(12)]
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "w.parquet")
+    fake_teacher.replies = {"": "Fine.\nEducational score: 2"}
+    annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(n=6, seed=1), fake_teacher.config())
+    with pytest.raises(TextbookError, match=r"other inputs or settings \(annotate\.n: 6 -> 8"):
+        annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(n=8, seed=1), fake_teacher.config())
+    assert read_table(tmp_path / "labels").num_rows == 6

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import random
 from pathlib import Path
 
@@ -152,10 +154,10 @@ def test_bad_rows_become_recorded_drops(tmp_path):
     assert reasons["null"] == "null_text"
     assert reasons["latin1"] == "invalid_utf8"
     assert reasons["huge"] == "doc_too_long"
-    assert reasons["ok"] == "duplicate_id"  # the second row with id "ok"
-    broken = [r for r in removed.to_pylist() if r["reason"] == "invalid_json"]
+    assert "ok@in.jsonl#5" not in reasons  # the second row with id "ok" is its own document
+    broken = [r for r in removed.to_pylist() if r["reason"] == f"invalid_json:{tmp_path / 'in.jsonl'}:3"]  # file:line
     assert len(broken) == 1 and broken[0]["text"] == '{"id": "broken", "text": "unterminated'  # kept whole
-    assert kept.column("id").to_pylist() == ["ok"]
+    assert kept.column("id").to_pylist() == ["ok", "ok@in.jsonl#5"]
 
 
 def test_invalid_utf8_in_parquet_is_a_recorded_drop_and_the_output_stays_valid(tmp_path):
@@ -224,7 +226,6 @@ def test_a_rerun_after_a_kill_resumes_and_gives_the_same_result(tmp_path, monkey
     monkeypatch.setattr(runmod, "_write_part", real_write)
     assert len(list((tmp_path / "out" / ".work" / "pass1").glob("part-*"))) == 2
 
-    monkeypatch.setattr(runmod, "CHECKPOINT_ROWS", 64)
     real_batch = runmod.OutputLayout.output_batch
     seen = {"n": 0}
 
@@ -236,7 +237,7 @@ def test_a_rerun_after_a_kill_resumes_and_gives_the_same_result(tmp_path, monkey
 
     monkeypatch.setattr(runmod.OutputLayout, "output_batch", dying_batch)
     with pytest.raises(KeyboardInterrupt):
-        run([path], tmp_path / "out")
+        run([path], tmp_path / "out", checkpoint_rows=64)
     monkeypatch.setattr(runmod.OutputLayout, "output_batch", real_batch)
     assert read_manifest(tmp_path / "out" / "kept")["complete"] is False
 
@@ -310,3 +311,54 @@ def test_bundled_presets_load():
     assert (high.dedup.bands, high.dedup.rows, high.dedup.verify) == (16, 7, 0.5)
     assert load_preset("fineweb").c4.curly_bracket and not load_preset("default").c4.curly_bracket
     assert not load_preset("dedup-only").gopher_quality.enabled
+
+
+def test_files_numbered_from_zero_keep_every_document_under_a_distinct_id(tmp_path):
+    # Two files that each number their rows 0..n-1: the second file's good documents used to be dropped
+    # as `duplicate_id` behind the first file's junk.
+    good = passing(real_docs())[:40]
+    n = len(good)
+    junk = [{"id": i, "text": "buy now " * 3} for i in range(n)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(d) + "\n" for d in junk))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"id": i, "text": d["text"]}) + "\n" for i, d in enumerate(good)))
+    report = run([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", preset="dedup-only")
+    kept, removed = outputs(tmp_path / "out")
+    assert kept.num_rows + removed.num_rows == 2 * n
+    kept_ids = dict(zip(kept.column("text").to_pylist(), kept.column("id").to_pylist()))
+    assert [kept_ids.get(d["text"]) for d in good] == [f"{i}@b.jsonl#{i}" for i in range(n)]  # no good document lost
+    ids = kept.column("id").to_pylist() + removed.column("id").to_pylist()
+    assert len(set(ids)) == 2 * n and kept.schema.field("id").type == pa.string()
+    assert report["ids_renamed"]["rows"] == n and report["kept_plus_removed_equals_input"]
+
+
+def test_a_repeated_id_with_the_same_text_is_an_exact_duplicate(tmp_path):
+    doc = passing(real_docs())[0]["text"]
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "x", "text": doc}) + "\n" + json.dumps({"id": "x", "text": doc}) + "\n")
+    run([tmp_path / "in.jsonl"], tmp_path / "out", preset="dedup-only")
+    kept, removed = outputs(tmp_path / "out")
+    assert kept.column("id").to_pylist() == ["x"]
+    assert removed.column("id").to_pylist() == ["x@in.jsonl#1"] and removed.column("reason").to_pylist() == ["exact_duplicate_of:x"]
+
+
+def test_out_inside_the_input_directory_resumes_and_reads_no_output(tmp_path):
+    path, docs = corpus(tmp_path)
+    first = run([tmp_path], tmp_path / "out", preset="dedup-only")
+    # The rerun finds out/kept/*.parquet under the input directory: it must not read them as input.
+    again = run([tmp_path], tmp_path / "out", preset="dedup-only")
+    assert again["resumed"] == "already complete" and again["rows"] == first["rows"] == len(docs)
+    shutil.rmtree(tmp_path / "other", ignore_errors=True)
+    fresh = run([tmp_path], tmp_path / "other", preset="dedup-only")  # out/ is someone else's output now: it is input
+    assert fresh["rows"] > len(docs)
+
+
+def test_touching_an_input_does_not_block_a_resume_but_new_bytes_do_and_say_what_changed(tmp_path):
+    path, docs = corpus(tmp_path)
+    run([path], tmp_path / "out", preset="dedup-only")
+    os.utime(path, (1, 1))  # same bytes, another mtime (a copy, a checkout, `touch`)
+    assert run([path], tmp_path / "out", preset="dedup-only")["resumed"] == "already complete"
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows - 1), path)
+    with pytest.raises(TextbookError, match=r"inputs\[web.parquet\]\.bytes: \d+ -> \d+.*rows: \d+ -> \d+"):
+        run([path], tmp_path / "out", preset="dedup-only")
+    with pytest.raises(TextbookError, match=r"config\.run\.threshold: null -> 2\.5"):
+        run([path], tmp_path / "out", preset="dedup-only", threshold=2.5)

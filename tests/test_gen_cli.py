@@ -67,8 +67,8 @@ def test_dry_run_with_a_topics_file_for_any_topic(capsys, tmp_path):
         (["--topic", "cobol", "--dry-run", "--out", "o"], 1, "no topic tree for 'cobol' without a teacher: pass --topics FILE"),
         (["--topics", "nope.json", "--dry-run", "--out", "o"], 1, "topics file nope.json does not exist"),
         (["--format", "csv", "--dry-run", "--out", "o"], 2, "unknown format 'csv': use --format arrow, arrow-stream, parquet"),
-        (["--prompts", "no-such-dir", "--dry-run"], 1, "prompts directory no-such-dir does not exist"),
-        (["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--out", "o", "--n", "1"], 1, "127.0.0.1:9"),
+        (["--prompts", "no-such-dir", "--dry-run"], 2, "prompts directory no-such-dir does not exist"),
+        (["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--out", "o", "--n", "1"], 2, "127.0.0.1:9"),
     ],
 )
 def test_misconfiguration_is_one_line_and_an_exit_code(capsys, args, code, message):
@@ -84,3 +84,13 @@ def test_config_file_sets_the_recipe(capsys, tmp_path):
     (tmp_path / "textbook.toml").write_text('[gen]\ncolour = "blue"\n')
     code, _, err = cli(capsys, "--dry-run", "--out", "cfg")
     assert code == 2 and "unknown key(s) colour in [gen]" in err
+
+
+def test_commands_register_once_however_often_main_runs(capsys):
+    from textbook.cli import app
+
+    cli(capsys, "--kind", "poems", "--dry-run")
+    groups = len(app.registered_groups)
+    for _ in range(3):
+        cli(capsys, "--kind", "poems", "--dry-run")
+    assert len(app.registered_groups) == groups  # each call used to add every command again (and ran slower)

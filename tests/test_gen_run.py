@@ -170,3 +170,56 @@ def test_resume_when_only_the_rejects_were_made_durable(server, tmp_path):
     ids = plan_ids(out, "textbook")
     assert len(ids) == 40 and sorted(ids) == list(range(40))
     assert summary.this_run["requests"] == 0 and summary.this_run["cache_hits"] == 40 - len(rejected)
+
+
+def test_credentials_in_the_base_url_reach_no_file(server, tmp_path, capsys, monkeypatch):
+    """`--base-url http://user:PASS@host/v1`: the run works, and no manifest, shard, cache or topic file under
+    --out holds the password or the API key (public_dict strips URLs; the cache keys on content only)."""
+    from tests.clirun import run_cli
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TEXTBOOK_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray textbook.toml
+    server.api_key = None  # the client sends the URL's user:password as Basic auth; this server takes any
+    url = server.url.replace("http://", "http://user:SECRETPASS@")
+    code, out, err = run_cli(capsys, "gen", "--topic", "python", "--n", "12", "--depth", "1", "--breadth", "2",
+                             "--out", "o", "--model", "fake-model", "--base-url", url, "--api-key", KEY, "--yes")
+    assert code == 0, err
+    assert "of 12 planned" in out
+    for kind in ("textbook", "textbook-rejects"):
+        assert read_manifest(tmp_path / "o" / kind)["config"]["teacher"]["base_url"] == server.url  # where it went, not how
+    files = [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+    assert any(p.name == "teacher-cache.sqlite" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in (b"SECRETPASS", KEY.encode()):
+            assert secret not in data, f"{secret!r} in {path}"
+    assert "SECRETPASS" not in out + err
+
+
+@pytest.mark.parametrize("fault, reasons, fix", [
+    (None, "parse_too_short 8", "read the raw replies among the rejects"),  # a polite refusal, no section
+    ("length", "teacher_length 8", "raise max_tokens in [teacher] of textbook.toml"),  # every reply cut short
+])
+def test_a_teacher_that_gives_nothing_usable_fails_the_run_and_keeps_the_rejects(server, tmp_path, capsys, monkeypatch,
+                                                                                fault, reasons, fix):
+    from tests.clirun import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "textbook.toml").write_text("[teacher]\nretry_base_s = 0.01\nretry_max_s = 0.05\n")
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    server.replies = "Sorry, I would rather not write that."
+    if fault:
+        server.fault(fault, times=None)
+    args = ["gen", "--topic", "python", "--topics", str(topics_file(tmp_path)), "--n", "8", "--out", "o", "--yes"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: the teacher gave nothing usable: 8 of 8 planned rows rejected ({reasons}; "
+                          f"see o/textbook-rejects): {fix}"), err
+    rejects = read_table(tmp_path / "o/textbook-rejects").to_pylist()  # saved, with the raw replies
+    assert len(rejects) == 8 and all(r["raw"].startswith("Sorry") for r in rejects)
+    assert read_manifest(tmp_path / "o/textbook")["complete"] and (tmp_path / "o/teacher-cache.sqlite").is_file()
+    served = server.served
+    code, _, err = run_cli(capsys, *args)  # a rerun resumes (nothing asked again) and says the same
+    assert code == 1 and "nothing usable" in err and server.served == served

@@ -87,3 +87,44 @@ def test_without_the_judge_every_parsed_paraphrase_is_kept(fake_teacher, tmp_pat
     rows = read_table(tmp_path / "nojudge/settings").to_pylist()
     assert summary.totals["teacher_rows"] == 30 and any(r["query"].startswith("mislabel") for r in rows)
     assert not any(r.body["messages"][-1]["content"].startswith("You label") for r in fake_teacher.chat_requests())
+
+
+def _teacher_cli(capsys, fake_teacher, monkeypatch, tmp_path, *args: str):
+    from tests.clirun import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in fake_teacher.env().items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "textbook.toml").write_text("[settings]\nteacher_batch = 4\n\n[teacher]\nretry_base_s = 0.01\nretry_max_s = 0.05\n")
+    return run_cli(capsys, "gen", "settings", "--n", "60", "--teacher-share", "0.5", "--paraphrases", "3", "--no-judge",
+                   "--out", "o", *args)
+
+
+def test_a_teacher_that_gives_nothing_usable_stops_the_run_with_its_reasons(fake_teacher, tmp_path, capsys, monkeypatch):
+    fake_teacher.replies = "I cannot help with that."  # never the JSON asked for
+    code, out, err = _teacher_cli(capsys, fake_teacher, monkeypatch, tmp_path)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: the teacher gave nothing usable: 12 of 12 teacher samples rejected "
+                          "(paraphrase_failed_invalid_json 12; see o/settings-removed): use a stronger --model"), err
+    assert not (tmp_path / "o/settings-report.json").exists()  # not a template-only dataset in disguise
+    # everything is saved: the rejects with the raw replies, the paid replies in the cache
+    removed = read_table(tmp_path / "o/settings-removed").to_pylist()
+    assert len(removed) == 12 and all("I cannot help" in r["detail"] for r in removed)
+    assert (tmp_path / "o/teacher-cache.sqlite").is_file()
+    assert read_table(tmp_path / "o/settings").num_rows == 0
+
+
+def test_a_teacher_that_gives_too_little_is_topped_up_from_templates_with_a_warning(fake_teacher, tmp_path, capsys,
+                                                                                    monkeypatch):
+    good, asked = ScriptedTeacher(), []
+
+    def first_batch_only(messages):
+        asked.append(1)
+        return good(messages) if len(asked) <= 4 else "I cannot help with that."  # 4 seeds per batch
+
+    fake_teacher.replies = first_batch_only
+    code, out, err = _teacher_cli(capsys, fake_teacher, monkeypatch, tmp_path)
+    assert code == 0, err
+    assert "wrote 60 settings samples" in out and "teacher rows 12" in out
+    assert ("  warning: the teacher gave 12 of 30 planned paraphrases (paraphrase_failed_invalid_json 12); "
+            "templates filled the rest") in out.splitlines()

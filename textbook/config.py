@@ -1,18 +1,21 @@
 """Config precedence, written once: CLI flags > config file (textbook.toml) > environment > defaults.
 
 Every stage has a frozen dataclass whose defaults are the recipe. `resolve` builds one from the
-layers; `public_dict` is what lands in manifests and checkpoints (fields marked secret never do).
+layers; `public_dict` is what lands in manifests and checkpoints (fields marked secret never do,
+nor credentials inside URLs).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
+from urllib.parse import unquote
 
 from textbook.errors import ConfigError
 
@@ -105,18 +108,55 @@ def resolve(
     return cls(**values)
 
 
+# A URL anywhere in a string: scheme://, then everything up to whitespace or a quote.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+# Query (or fragment) parameters that carry credentials: key, api-key, api_key, apikey, access_token,
+# token, sig, signature (signed URLs: SAS, S3 presigned), password, secret, client_secret, credential.
+_SECRET_PARAM = re.compile(r"(^|[-_.])(key|api[-_]?key|apikey|(access|auth|id|refresh)?[-_]?token|sig|signature|"
+                           r"password|passwd|pwd|secret|credentials?)$", re.IGNORECASE)
+REDACTED = "REDACTED"
+
+
+def _strip_params(params: str) -> str:
+    parts = []
+    for part in params.split("&"):
+        name, eq, _ = part.partition("=")
+        parts.append(f"{name}={REDACTED}" if eq and _SECRET_PARAM.search(unquote(name).strip()) else part)
+    return "&".join(parts)
+
+
+def _strip_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    authority = authority.rpartition("@")[2]  # user:password@host -> host
+    tail, hash_, fragment = tail.partition("#")
+    path, q, query = tail.partition("?")
+    return f"{scheme}://{authority}{path}{q}{_strip_params(query) if q else ''}{hash_}{_strip_params(fragment) if hash_ else ''}"
+
+
+def strip_credentials(text: str) -> str:
+    """`text` with every URL in it stripped of credentials: the `user:password@` part goes, and the
+    values of key/token/signature/password/secret query parameters become REDACTED. Text without a
+    URL comes back unchanged."""
+    return _URL.sub(lambda m: _strip_url(m.group()), text) if "://" in text else text
+
+
+def _public(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return public_dict(value)
+    if isinstance(value, Path):
+        return strip_credentials(str(value))
+    if isinstance(value, str):
+        return strip_credentials(value)
+    if isinstance(value, (tuple, list)):
+        return [_public(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    return value
+
+
 def public_dict(config: Any) -> dict[str, Any]:
-    """The config as plain JSON-able data, without secret fields (for manifests and checkpoints)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        if f.metadata.get("secret"):
-            continue
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            value = public_dict(value)
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    """The config as plain JSON-able data for manifests, checkpoints and reports: without secret fields,
+    and without the credentials a URL may carry (`--base-url https://user:pass@host/v1?api-key=...`)."""
+    return {f.name: _public(getattr(config, f.name)) for f in dataclasses.fields(config) if not f.metadata.get("secret")}

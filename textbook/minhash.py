@@ -22,11 +22,11 @@ streams (textbook.filter keeps only the keys and signatures of a pass over the i
 from __future__ import annotations
 
 import re
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Sequence
 
 import numpy as np
+
+from textbook.workers import process_pool
 
 U64 = np.uint64
 U32 = np.uint32
@@ -254,7 +254,7 @@ class MinHasher:
         """Signatures of raw texts (normalised here). `workers` > 1 uses that many processes."""
         chunks = [list(texts[i : i + batch]) for i in range(0, len(texts), batch)]
         if workers > 1 and len(chunks) > 1:
-            with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+            with process_pool(workers) as pool:
                 parts = list(pool.map(self._signatures_chunk, chunks))
         else:
             parts = [self._signatures_chunk(c) for c in chunks]
@@ -274,14 +274,6 @@ class MinHasher:
         from datasketch import LeanMinHash
 
         return LeanMinHash(seed=self.seed, hashvalues=signature, scheme="affine32")
-
-
-def mp_context():
-    """fork where the OS has it: workers start in milliseconds and callers need no `__main__` guard
-    (spawn/forkserver re-import the caller's script). The workers only run numpy on their inputs."""
-    import multiprocessing
-
-    return get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from textbook.data import data_dir
-from textbook.errors import TextbookError
+from textbook.errors import ConfigError, TextbookError
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Prompts:
         if override is not None:
             override = Path(override)
             if not override.is_dir():
-                raise TextbookError(f"prompts directory {override} does not exist: pass an existing directory to --prompts")
+                raise ConfigError(f"prompts directory {override} does not exist: pass an existing directory to --prompts")
             self.dirs.insert(0, override)
         # StrictUndefined: a missing variable is an error, never an empty string in a prompt.
         self._env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)

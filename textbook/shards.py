@@ -4,10 +4,13 @@ A shard directory holds `shard-00000.arrow` (or `.parquet`) files with one fixed
 `manifest.json` (schema, rows and sha256 per shard, the resolved config, totals, resume state).
 Every file is written to a temp name and renamed, so a reader never sees half a shard.
 
-Resume: the manifest is the source of truth. `checkpoint()` rewrites the shard being filled (it only
-ever grows) and then the manifest; after a kill, rows a shard file holds beyond what the manifest
-lists are dropped on reopen, and files the manifest does not list are deleted. A producer stores
-its own position in `state` and reads it back from `ShardWriter.state` to skip finished work.
+Resume: the manifest is the source of truth, and only `checkpoint()` and `close()` write it, together
+with the producer's resume `state`: a shard sealed between two checkpoints is on disk but not listed,
+so the rows a manifest vouches for and the position it records always describe the same moment (a
+manifest that listed rows past its state made a rerun write them twice). `checkpoint()` rewrites the
+shard being filled (it only ever grows) and then the manifest; after a kill, rows a shard file holds
+beyond what the manifest lists are dropped on reopen, and files the manifest does not list are
+deleted. A producer stores its own position in `state` and reads it back from `ShardWriter.state`.
 
 Formats: `arrow` is the Arrow IPC *file* format (pyarrow.dataset, polars.scan_ipc and
 datasets.load_dataset("arrow") open it); `arrow-stream` is the IPC *stream* format that
@@ -244,11 +247,10 @@ class ShardWriter:
         data = _encode(pa.Table.from_batches(self._current, schema=self.schema), self.fmt)
         atomic_write_bytes(self.directory / name, data)
         entry = {"file": name, "rows": self._current_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        if seal:
+        if seal:  # listed from the next checkpoint on, with the state that accounts for its rows
             entry["sealed"] = True
             self.shards.append(entry)
             self._current, self._current_rows, self._current_bytes = [], 0, 0
-            self._write_manifest(complete=False)
         else:
             self.shards.append(entry)
             self._write_manifest(complete=False)

@@ -6,6 +6,7 @@ the one place that turns `TextbookError` into `error: <message>` and a non-zero 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -44,9 +45,11 @@ def _root(
 COMMANDS = ("gen", "settings", "filter", "shards", "train", "export")
 
 
+@functools.cache
 def _register() -> None:
     # Imported here so `import textbook.cli` stays cheap: torch, onnx and openai load only in the
-    # command that needs them.
+    # command that needs them. Once per process: `main()` called again (tests, a notebook) must not
+    # add every command a second time, which made each later call slower than the one before.
     for name in COMMANDS:
         importlib.import_module(f"textbook.cli.{name}").register(app)
 

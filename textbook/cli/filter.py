@@ -56,7 +56,7 @@ def run(
     out: Path = typer.Option(Path("runs/filter"), "--out", "-o", help="Output directory (kept/, removed/, report.*). Rerun the same command to resume."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name in filters/ (default, fineweb, dedup-only) or a YAML file. (default: default)"),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text. (default: text)"),
-    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids; without one, ids are FILE#ROW. (default: id)"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids; without one, ids are FILE#ROW. An id that repeats an earlier row's (two files numbered from 0) is kept, renamed ID@FILE#ROW, and counted in the report. (default: id)"),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train`. (default: the bundled one)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents with edu_score >= this (0-5). (default: the preset's, 3)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes for the analysis pass. (default: 2)"),
@@ -96,6 +96,10 @@ def summary(report: dict, out: Path) -> str:
         if count:
             top = ", ".join(f"{r} {c:,}" for r, c in list(report["reasons"].get(stage, {}).items())[:4])
             lines.append(f"  {stage:<12} -{count:,}  ({top})")
+    renamed = report.get("ids_renamed", {}).get("rows", 0)
+    if renamed:
+        lines.append(f"  note: {renamed:,} rows repeated an earlier row's id: kept as ID@FILE#ROW "
+                     f"(e.g. {report['ids_renamed']['first'][0]})")
     t = report["timing"]
     lines.append(f"{t['wall_seconds']} s, {t['docs_per_s']} docs/s")
     lines.append(f"kept: {out / 'kept'}  removed: {out / 'removed'}  report: {out / 'report.md'}")

@@ -23,7 +23,8 @@ from textbook.errors import TextbookError
 from textbook.export.check import check_model
 from textbook.export.config import ExportConfig
 from textbook.export.deps import need
-from textbook.export.runner import MANIFEST, Runner, read_export_manifest
+from textbook.export.runner import MANIFEST, Runner, earlier_manifest
+from textbook.rundir import RunLock
 from textbook.shards import atomic_write_bytes, atomic_write_json
 
 # Settings requests in the style users type (Mu's own example among them): parity inputs when no
@@ -86,17 +87,24 @@ class _Stages:
 def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), *, progress: bool = True) -> dict[str, Any]:
     """Export a trained Mu run; returns the manifest (also written to OUT/export.json)."""
     need("torch"), need("onnx"), need("onnxruntime")
+    from textbook.mu.checkpoint import WEIGHTS
+
+    run = Path(run)
+    if not run.is_dir():
+        raise TextbookError(f"{run} does not exist: pass the --out directory of a `textbook train` run")
+    if not (run / WEIGHTS).is_file():
+        raise TextbookError(f"{run} holds no trained model ({WEIGHTS} is missing): pass the --out directory of a finished `textbook train` run")
+    with RunLock(out):
+        return _export(run, Path(out), cfg, progress)
+
+
+def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str, Any]:
     from textbook.export.emit import OPSET, write_graphs
     from textbook.export.parity import logit_parity, task_parity, torch_greedy
     from textbook.export.quantize import STATIC, calibration_feeds, quantize_graph
     from textbook.export.samples import Sample, read_samples
     from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
 
-    run, out = Path(run), Path(out)
-    if not run.is_dir():
-        raise TextbookError(f"{run} does not exist: pass the --out directory of a `textbook train` run")
-    if not (run / WEIGHTS).is_file():
-        raise TextbookError(f"{run} holds no trained model ({WEIGHTS} is missing): pass the --out directory of a finished `textbook train` run")
     tokenizer_file = tokenizer_path(run)
     run_config = read_run_config(run)
     model, mcfg = load_model(run)
@@ -120,7 +128,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     stages = _Stages(3 + (1 if static else 0) + 2 * len(cfg.variants), progress)
     stages.start("export graphs")
     out.mkdir(parents=True, exist_ok=True)
-    old = read_export_manifest(out) if (out / MANIFEST).is_file() else None
+    old = earlier_manifest(out)
     (out / MANIFEST).unlink(missing_ok=True)  # until the new one lands, the directory reads as incomplete
     fp32 = write_graphs(model, out, source_len=source_len, cache_len=cache_len)
     atomic_write_bytes(out / "tokenizer.json", tokenizer_file.read_bytes())

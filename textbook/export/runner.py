@@ -21,11 +21,62 @@ from textbook.mu.tokenizer import source_text
 MANIFEST = "export.json"
 
 
+# What the runner reads from the manifest: a damaged one is a clear error here, not a KeyError mid-run.
+_NEEDED = {"shapes": ("source_len", "cache_len", "layers", "kv_heads", "head_dim"),
+           "special_ids": ("bos_id", "eos_id", "pad_id")}
+
+
+def _redo(directory: str | Path) -> str:
+    return f"re-run `textbook export RUN --out {directory}`"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _manifest_problem(manifest: object) -> str | None:
+    """What is wrong with a parsed export.json (None when the runner can use it)."""
+    if not isinstance(manifest, dict):
+        return "it is not a JSON object"
+    missing = [k for k in ("variants", "default_variant", *_NEEDED) if k not in manifest]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    for key, fields in _NEEDED.items():
+        section = manifest[key]
+        bad = [f for f in fields if not isinstance(section, dict) or type(section.get(f)) is not int]
+        if bad:
+            return f"{key} lacks whole numbers for {', '.join(bad)}"
+    variants = manifest["variants"]
+    if not isinstance(variants, dict) or not variants:
+        return "it lists no variants"
+    for name, entry in variants.items():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict) or not all(isinstance(files.get(g), str) for g in ("encoder", "decoder")):
+            return f"variant {name!r} lacks its encoder and decoder files"
+    return None
+
+
 def read_export_manifest(directory: str | Path) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise TextbookError(f"{directory} has no {MANIFEST}: point at a directory written by `textbook export RUN --out DIR`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError: a truncated or overwritten file
+        raise TextbookError(f"{path} is not valid JSON ({exc}): the export is damaged; {_redo(directory)}") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise TextbookError(f"{path} is damaged or from another version ({problem}): {_redo(directory)}")
+    return manifest
+
+
+def earlier_manifest(directory: str | Path) -> dict | None:
+    """The manifest of an earlier export into `directory`, or None when there is none or it is damaged
+    (re-exporting is how a damaged export is mended, so it must not stop the export)."""
+    try:
+        return read_export_manifest(directory)
+    except TextbookError:
+        return None
 
 
 @dataclass(slots=True)
@@ -58,7 +109,12 @@ class Runner:
         self.bos, self.eos, self.pad_id = special["bos_id"], special["eos_id"], special["pad_id"]
         self.lowercase = bool(self.manifest.get("lowercase_source", False))
         self.lexicon = Lexicon.load(self.directory / "lexicon.json") if self.manifest.get("spell_correct") else None
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception for a missing or unreadable file
+            raise TextbookError(
+                f"{self.directory / 'tokenizer.json'} cannot be read ({_first_line(exc)}): {_redo(directory)}"
+            ) from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -71,7 +127,9 @@ class Runner:
             self.encoder = ort.InferenceSession(str(self.directory / files["encoder"]), options, providers=["CPUExecutionProvider"])
             self.decoder = ort.InferenceSession(str(self.directory / files["decoder"]), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise TextbookError(f"ONNX Runtime cannot load {self.variant} from {directory} ({exc}): re-run textbook export") from None
+            raise TextbookError(
+                f"ONNX Runtime cannot load {self.variant} from {directory} ({_first_line(exc)}): {_redo(directory)}"
+            ) from None
         self.bytes = sum((self.directory / f).stat().st_size for f in files.values())
         self._past_names = [f"past_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
         self._cross_names = [f"cross_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]

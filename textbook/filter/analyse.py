@@ -9,7 +9,6 @@ Batches run in worker processes (fork: the loaded classifier is shared, not pick
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -18,7 +17,8 @@ import pyarrow as pa
 from textbook.filter.classifier import EduClassifier
 from textbook.filter.config import FilterRun, Preset
 from textbook.filter.heuristics import Heuristics
-from textbook.minhash import MinHasher, WordTable, mp_context, band_keys
+from textbook.minhash import MinHasher, WordTable, band_keys
+from textbook.workers import process_pool
 
 TIMERS = ("tokens", "heuristics", "minhash", "classifier")
 GROUP_CHARS = 2_000_000
@@ -139,7 +139,7 @@ def analyse_all(analyser: Analyser, jobs: Iterable, workers: int) -> Iterator[tu
             yield analyser(job)
         return
     _WORKER = analyser  # inherited by the forked workers
-    with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+    with process_pool(workers) as pool:
         pending = []
         for job in jobs:
             pending.append(pool.submit(_work, job))

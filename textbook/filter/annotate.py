@@ -14,20 +14,25 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textbook.config import public_dict
+from textbook.errors import TextbookError
 from textbook.filter.config import FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
 from textbook.prompts import Prompts
-from textbook.shards import ShardWriter, schema_for
+from textbook.rundir import RunLock, differences
+from textbook.shards import ShardWriter, read_manifest, schema_for
 from textbook.teacher.client import Teacher, TeacherRejected
 from textbook.teacher.config import TeacherConfig
+from textbook.teacher.failures import nothing_usable
 
 BEGIN, END = "<<<BEGIN EXTRACT>>>", "<<<END EXTRACT>>>"
+REPLY_TOKENS = 400  # a short justification and the score
 _SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])(?!\.?\d)", re.IGNORECASE)
 
 
@@ -111,7 +116,7 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
         messages = [{"role": "user", "content": template.render(text=shown, begin=BEGIN, end=END)}]
         try:
             c = await teacher.complete(messages, template_sha=template.sha256, validate=parse_score,
-                                       temperature=0.0, max_tokens=400)
+                                       temperature=0.0, max_tokens=REPLY_TOKENS)
             return Annotation(doc_id, text, parse_score(c.text), config.prompt, template.sha256, c.model, c.text, None)
         except TeacherRejected as exc:
             return Annotation(doc_id, text, None, config.prompt, template.sha256, teacher_cfg.model or "",
@@ -130,11 +135,24 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
              *, prompts_dir: str | Path | None = None) -> dict[str, Any]:
     """Score a sample of the inputs into `out`; returns counts and the teacher's usage."""
-    out = Path(out)
+    with RunLock(out):
+        return _annotate_into(files, Path(out), config, teacher, prompts_dir)
+
+
+def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher: TeacherConfig,
+                   prompts_dir: str | Path | None) -> dict[str, Any]:
     prompts = Prompts(prompts_dir)
     prompts.get(config.prompt)  # a missing template fails before the (slow) sampling pass
     docs = sample(files, config)
-    meta = {"annotate": public_dict(config), "teacher": public_dict(teacher), "prompt_sha": prompts.get(config.prompt).sha256}
+    sha = prompts.get(config.prompt).sha256
+    # What decides the labels: a rerun into `out` resumes only when they match (else rows would mix).
+    fingerprint = {"annotate": {k: v for k, v in public_dict(config).items() if k != "cache"}, "model": teacher.model,
+                   "prompt_sha": sha, "inputs": [{"path": str(p.resolve()), "bytes": p.stat().st_size} for p in expand(files)]}
+    old = (read_manifest(out) or {}).get("fingerprint")
+    if old is not None and old != fingerprint:
+        raise TextbookError(f"{out} holds labels made with other inputs or settings ({'; '.join(differences(old, fingerprint))}): "
+                            "rerun with the original ones, use another --out, or delete it to start over")
+    meta = {"annotate": public_dict(config), "teacher": public_dict(teacher), "prompt_sha": sha, "fingerprint": fingerprint}
     writer = ShardWriter(out, schema_for(Annotation), fmt="arrow", max_rows=50_000, meta=meta)
     done = writer.rows
     stats = {}
@@ -142,9 +160,13 @@ def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher:
         stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / ".teacher-cache.sqlite"))
     from textbook.shards import read_table
 
-    table = read_table(out, ["edu_score"])
+    table = read_table(out, ["edu_score", "rejected"])
     scores = [s for s in table.column("edu_score").to_pylist() if s is not None]
     totals = {"sampled": len(docs), "scored": len(scores), "rejected": table.num_rows - len(scores),
               "score_counts": {str(k): scores.count(k) for k in range(6)}}
     writer.close(totals=totals, state={"done": writer.rows})
+    if table.num_rows and not scores:  # saved above: the rejects (raw replies) and the cache stay
+        reasons = Counter(r or "no_score" for r in table.column("rejected").to_pylist())
+        raise nothing_usable(reasons, asked=table.num_rows, what="documents", where=out, fixes={
+            "length": f"use a --model that scores within {REPLY_TOKENS} tokens (annotate caps each reply there)"})
     return {"out": str(out), **totals, "teacher": stats}

@@ -130,6 +130,8 @@ class FilterRun:
     batch_size: int = 1000
     max_doc_chars: int = 2_000_000  # longer documents are dropped before tokenising (bounded memory)
     format: str = "parquet"
+    shard_bytes: int = 32 << 20  # output shards rotate at this size (the one being filled is held in memory)
+    checkpoint_rows: int = 50_000  # pass 2 makes its output durable every this many input rows
 
 
 KEEP_POLICIES = ("first", "longest", "highest_score")
@@ -199,8 +201,8 @@ def load_preset(name_or_path: str) -> Preset:
 def resolve_run(cli: dict[str, Any], file: dict[str, Any] | None = None) -> FilterRun:
     env = {"classifier": "TEXTBOOK_FILTER_CLASSIFIER", "workers": "TEXTBOOK_WORKERS"}
     run = resolve(FilterRun, cli=cli, file=file, env=env, section="filter")
-    if run.workers < 1 or run.batch_size < 1:
-        raise ConfigError("--workers and batch_size must be at least 1")
+    if min(run.workers, run.batch_size, run.shard_bytes, run.checkpoint_rows) < 1:
+        raise ConfigError("--workers, batch_size, shard_bytes and checkpoint_rows must be at least 1")
     if run.format not in ("parquet", "arrow"):
         raise ConfigError(f"--format must be parquet or arrow, not {run.format!r}")
     return run

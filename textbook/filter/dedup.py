@@ -11,11 +11,13 @@ objects: ~200 MB for 1M documents (~650 MB with verify).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from textbook.errors import TextbookError
 from textbook.filter.config import Preset
 from textbook.minhash import cluster_band_keys, estimate_jaccard
 
@@ -33,7 +35,8 @@ class Decisions:
     duplicates: np.ndarray  # int32: documents removed as duplicates of this one
     score: np.ndarray  # float32, NaN = not scored
     reason: pa.Array  # pass-1 reason (input / heuristics), string
-    ids: pa.Array  # string
+    ids: pa.Array  # string: the output id of each row (repeated ids renamed, see `unique_ids`)
+    renamed: np.ndarray  # int64: rows whose input id repeated an earlier row's and was renamed
 
     def reasons(self, rows: np.ndarray) -> list[str | None]:
         """The reason string of each row (None for kept rows)."""
@@ -71,7 +74,8 @@ def _keepers(rows: np.ndarray, group: np.ndarray, keep: str, chars: np.ndarray, 
     return keeper
 
 
-def decide(parts: pa.Table, preset: Preset, threshold: float) -> Decisions:
+def decide(parts: pa.Table, preset: Preset, threshold: float,
+           origins: Callable[[np.ndarray], list[str]] | None = None) -> Decisions:
     n = parts.num_rows
     reason = parts.column("reason").combine_chunks() if n else pa.array([], pa.string())
     stage_col = parts.column("stage").combine_chunks() if n else pa.array([], pa.string())
@@ -84,16 +88,7 @@ def decide(parts: pa.Table, preset: Preset, threshold: float) -> Decisions:
     dup_of = np.full(n, -1, dtype=np.int64)
     cluster = np.full(n, -1, dtype=np.int64)
 
-    # a repeated id would make "near_duplicate_of:<id>" ambiguous and breaks joins downstream
-    if n:
-        id_hash = _hash_ids(ids)
-        order = np.lexsort((np.arange(n), id_hash))
-        same = np.concatenate(([False], id_hash[order][1:] == id_hash[order][:-1]))
-        repeated = order[same]
-        repeated = repeated[stage[repeated] == KEPT]
-        stage[repeated] = INPUT
-        reason = _set_reason(reason, repeated, "duplicate_id")
-
+    ids, renamed = unique_ids(ids, origins)
     rows = np.flatnonzero(stage == KEPT)
     d = preset.dedup
     if len(rows):
@@ -129,7 +124,32 @@ def decide(parts: pa.Table, preset: Preset, threshold: float) -> Decisions:
     # every duplicate counts towards the document finally kept for its group
     final = np.where(dup_of >= 0, cluster, -1)
     duplicates = np.bincount(final[final >= 0], minlength=n).astype(np.int32)
-    return Decisions(stage, dup_of, cluster, duplicates, score, reason, ids)
+    return Decisions(stage, dup_of, cluster, duplicates, score, reason, ids, renamed)
+
+
+def unique_ids(ids: pa.Array, origins: Callable[[np.ndarray], list[str]] | None) -> tuple[pa.Array, np.ndarray]:
+    """Every row its own id. Two files numbered from 0 repeat ids with different texts: both documents
+    count (dropping the later one lost real data), so a repeat becomes `<id>@<origin>`, `origin(rows)`
+    naming where it came from (`file#row`), and the rows renamed are returned for the report. Repeats
+    of the same text are still removed, by exact dedup, as duplicates of the first occurrence."""
+    n = len(ids)
+    if not n:
+        return ids, np.zeros(0, np.int64)
+    id_hash = _hash_ids(ids)
+    order = np.lexsort((np.arange(n), id_hash))
+    same = np.concatenate(([False], id_hash[order][1:] == id_hash[order][:-1]))
+    repeated = np.sort(order[same])
+    if not len(repeated):
+        return ids, repeated
+    values = ids.to_pylist()
+    where = origins(repeated) if origins is not None else [f"row{r}" for r in repeated.tolist()]
+    for r, origin in zip(repeated.tolist(), where):
+        values[r] = f"{values[r]}@{origin}"
+    renamed = pa.array(values, pa.string())
+    if len(_hash_ids(renamed)) != len(np.unique(_hash_ids(renamed))):
+        raise TextbookError("ids still repeat after renaming repeats to ID@FILE#ROW: pass --id-column with a unique "
+                            "column, or leave --id-column out of files without one so rows are numbered")
+    return renamed, repeated
 
 
 def _hash_ids(ids: pa.Array) -> np.ndarray:
@@ -137,12 +157,3 @@ def _hash_ids(ids: pa.Array) -> np.ndarray:
 
     return np.fromiter((xxhash.xxh3_64_intdigest(s.encode("utf-8", "surrogatepass")) for s in ids.to_pylist()),
                        dtype=np.uint64, count=len(ids))
-
-
-def _set_reason(reason: pa.Array, rows: np.ndarray, value: str) -> pa.Array:
-    if not len(rows):
-        return reason
-    values = reason.to_pylist()
-    for r in rows.tolist():
-        values[r] = value
-    return pa.array(values, pa.string())

@@ -22,6 +22,8 @@ KINDS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
          ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
+PROBLEM = "_problem"  # the column JSONL batches carry their per-line problems in (see _jsonl_batches)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def expand(args: list[str]) -> list[Path]:
@@ -66,7 +68,7 @@ class Source:
     raw_column: str | None = None  # JSONL: where a line that is not a JSON object goes (the text column)
 
     def batches(self, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Record batches of at most batch_size rows (JSONL: with a `_problem` column, see below)."""
+        """Record batches of at most batch_size rows (JSONL: with a PROBLEM column, see below)."""
         if self.kind == "parquet":
             yield from _parquet_batches(self.path, batch_size, columns)
         elif self.kind == "arrow":
@@ -86,19 +88,22 @@ def open_source(path: Path) -> Source:
     try:
         if kind == "parquet":
             meta = pq.ParquetFile(path)
-            return Source(path, kind, meta.schema_arrow, meta.metadata.num_rows)
-        if kind == "arrow":
+            source = Source(path, kind, meta.schema_arrow, meta.metadata.num_rows)
+        elif kind == "arrow":
             rows = 0
-            schema = None
             reader = _arrow_reader(path)
-            schema = reader.schema
             for batch in reader:
                 rows += batch.num_rows
-            return Source(path, kind, schema, rows)
-        schema, rows = _jsonl_schema(path)
-        return Source(path, kind, schema, rows)
+            source = Source(path, kind, reader.schema, rows)
+        else:
+            schema, rows = _jsonl_schema(path)
+            source = Source(path, kind, schema, rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise TextbookError(f"{path} is not a readable {kind} file ({str(exc).splitlines()[0]}): check or regenerate it") from None
+    if PROBLEM in source.schema.names:  # checked here, before any work: the output could not keep it
+        raise TextbookError(f"{path} has a column named {PROBLEM!r}, which textbook uses for rows it cannot read: "
+                            "rename that column and rerun")
+    return source
 
 
 def _parquet_batches(path: Path, batch_size: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
@@ -136,14 +141,15 @@ def _arrow_reader(path: Path) -> _ArrowBatches:
 # -- JSONL -----------------------------------------------------------------------------------------
 # Lines are parsed one by one so a bad line is one removed row (reason invalid_json / invalid_utf8)
 # instead of a failed file. The schema is inferred from every line first, so each column has one
-# type for the whole run: ints and floats mix to float, anything else mixed (or lists, objects)
-# becomes a JSON string.
+# type for the whole run: ints and floats mix to float, anything else mixed (or lists, objects, and
+# integers beyond 64 bits) becomes a JSON string.
 
 
 def _lines(path: Path) -> Iterator[tuple[dict, str | None]]:
-    """(row, problem) per non-blank line."""
+    """(row, problem) per non-blank line. A line that is not a JSON object says where it is
+    (`invalid_json:<file>:<line>`, lines counted from 1 as editors and `grep -n` do): its id is lost."""
     with open(path, "rb") as fh:
-        for raw in fh:
+        for number, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
             problem = None
@@ -154,9 +160,9 @@ def _lines(path: Path) -> Iterator[tuple[dict, str | None]]:
             try:
                 row = json.loads(line)
             except ValueError:
-                row, problem = None, INVALID_JSON
+                row = None
             if not isinstance(row, dict):
-                yield {"__raw__": line.rstrip("\r\n")}, INVALID_JSON
+                yield {"__raw__": line.rstrip("\r\n")}, f"{INVALID_JSON}:{path}:{number}"
             else:
                 yield row, problem
 
@@ -167,7 +173,8 @@ def _kind(value) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int"
+        # Python reads any number of digits; beyond int64 (ids often are) the column is text
+        return "int" if _INT64[0] <= value <= _INT64[1] else "json"
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
@@ -207,10 +214,10 @@ def _convert(value, kind: str):
 
 def _jsonl_batches(path: Path, schema: pa.Schema, batch_size: int, columns: list[str] | None,
                    raw_column: str | None) -> Iterator[pa.RecordBatch]:
-    """Batches in the inferred schema plus `_problem` (invalid_json / invalid_utf8 / null)."""
+    """Batches in the inferred schema plus PROBLEM (invalid_json:<file>:<line> / invalid_utf8 / null)."""
     names = columns if columns is not None else schema.names
     kinds = {f.name: (f.metadata or {}).get(b"jsonl_kind", b"string").decode() for f in schema}
-    out_schema = pa.schema([schema.field(n) for n in names] + [pa.field("_problem", pa.string())])
+    out_schema = pa.schema([schema.field(n) for n in names] + [pa.field(PROBLEM, pa.string())])
     cols: dict[str, list] = {n: [] for n in out_schema.names}
 
     def flush():
@@ -224,8 +231,8 @@ def _jsonl_batches(path: Path, schema: pa.Schema, batch_size: int, columns: list
             row = {raw_column: row["__raw__"]} if raw_column in names else {}
         for n in names:
             cols[n].append(_convert(row.get(n), kinds[n]))
-        cols["_problem"].append(problem)
-        if len(cols["_problem"]) >= batch_size:
+        cols[PROBLEM].append(problem)
+        if len(cols[PROBLEM]) >= batch_size:
             yield flush()
-    if cols["_problem"]:
+    if cols[PROBLEM]:
         yield flush()

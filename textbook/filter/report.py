@@ -27,7 +27,8 @@ def _reason_counts(decisions: Decisions) -> dict[str, Counter]:
     for s in (INPUT, HEURISTICS):
         reasons = decisions.reason.filter(pa.array(decisions.stage == s))
         for item in pc.value_counts(reasons).to_pylist():
-            by_stage[STAGES[s]][item["values"]] += item["counts"]
+            # counted by reason, not by where: `invalid_json:<file>:<line>` is one reason however many lines
+            by_stage[STAGES[s]][item["values"].split(":", 1)[0]] += item["counts"]
     by_stage["exact_dedup"]["exact_duplicate_of"] = int((decisions.stage == EXACT).sum())
     by_stage["near_dedup"]["near_duplicate_of"] = int((decisions.stage == NEAR).sum())
     by_stage["classifier"]["edu_below_threshold"] = int((decisions.stage == CLASSIFIER).sum())
@@ -96,6 +97,8 @@ def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_
         "kept_plus_removed_equals_input": kept_rows + removed_rows == n and kept_rows == kept,
         "removed_by_stage": {k: sum(v.values()) for k, v in reasons.items()},
         "reasons": {k: dict(v.most_common()) for k, v in reasons.items() if v},
+        "ids_renamed": {"rows": len(decisions.renamed),
+                        "first": [decisions.ids[r].as_py() for r in decisions.renamed[:3].tolist()]},
         "dedup": {"clusters_with_duplicates": int((decisions.duplicates > 0).sum()),
                   "documents_removed": int(((decisions.stage == EXACT) | (decisions.stage == NEAR)).sum())},
         "edu_score": {
@@ -122,6 +125,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{r['rows']:,} documents in, **{r['kept']:,} kept**, {r['removed']:,} removed "
         f"(kept + removed = input: {'yes' if r['kept_plus_removed_equals_input'] else 'NO'}).",
         f"Wall time {r['timing']['wall_seconds']} s, {r['timing']['docs_per_s']} docs/s.", "",
+        *([f"{r['ids_renamed']['rows']:,} rows repeated an earlier row's id and were kept under a new one "
+           f"(ID@FILE#ROW, e.g. {', '.join(r['ids_renamed']['first'])}).", ""] if r["ids_renamed"]["rows"] else []),
         "## Removed, by stage and reason", "", "| stage | reason | documents |", "|---|---|---:|",
     ]
     for stage, reasons in r["reasons"].items():

@@ -30,10 +30,9 @@ from textbook.filter.dedup import Decisions, decide
 from textbook.filter.inputs import Source, expand, open_source
 from textbook.filter.report import write_report
 from textbook.filter.table import OutputLayout
+from textbook.rundir import RunLock, differences
 from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
 
-CHECKPOINT_ROWS = 50_000
-SHARD_BYTES = 32 << 20
 
 
 @dataclass
@@ -48,6 +47,12 @@ class Plan:
     def rows(self) -> int:
         return sum(s.rows for s in self.sources)
 
+    def origins(self, rows: np.ndarray) -> list[str]:
+        """`file#row` (the row within its file) for global input row numbers."""
+        starts = np.cumsum([0] + [s.rows for s in self.sources])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        return [f"{self.layout.names[str(self.sources[w].path)]}#{r - starts[w]}" for w, r in zip(which.tolist(), rows.tolist())]
+
 
 def _progress(total: int, desc: str):
     from tqdm import tqdm
@@ -56,8 +61,12 @@ def _progress(total: int, desc: str):
                 disable=None)
 
 
-def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: EduClassifier | None) -> Plan:
+def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: EduClassifier | None,
+              out: Path | None = None) -> Plan:
     files = expand(inputs)
+    if out is not None:  # --out inside an input directory: a rerun must not read its own output as input
+        own = out.resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(own)]
     if not files:
         raise TextbookError("no input files: pass Parquet, JSONL or Arrow files, directories or globs")
     sources = [open_source(f) for f in files]
@@ -67,24 +76,46 @@ def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: Edu
         raise TextbookError(f"no rows in {', '.join(map(str, files))}: nothing to filter")
     layout = OutputLayout.from_sources(sources, run)
     config = describe(run, preset)
-    config["run"].pop("workers")  # more or fewer processes may finish a run another started
+    for key in ("workers", "shard_bytes", "checkpoint_rows"):  # how, not what: a rerun may change them
+        config["run"].pop(key)
     fingerprint = {
         "version": __version__,
-        "inputs": [{"path": str(s.path.resolve()), "bytes": s.path.stat().st_size,
-                    "mtime_ns": s.path.stat().st_mtime_ns, "rows": s.rows} for s in sources],
+        "inputs": [{"path": str(s.path.resolve()), "bytes": s.path.stat().st_size, "rows": s.rows,
+                    "sample": content_sample(s.path)} for s in sources],
         "config": config,
         "classifier": classifier.meta.get("weights_sha256") if classifier else None,
     }
     return Plan(sources, layout, fingerprint)
 
 
+def content_sample(path: Path, pieces: int = 8, size: int = 1 << 16) -> str:
+    """xxh3 of `pieces` evenly spaced 64 KiB pieces of a file (all of it up to 512 KiB): whether a rerun
+    reads the same bytes, at a cost that does not grow with the file. Not the mtime: touching or
+    copying an input must not block a resume."""
+    import xxhash
+
+    digest = xxhash.xxh3_64()
+    total = path.stat().st_size
+    with path.open("rb") as fh:
+        if total <= pieces * size:
+            digest.update(fh.read())
+        else:
+            for i in range(pieces):
+                fh.seek((total - size) * i // (pieces - 1))
+                digest.update(fh.read(size))
+    return digest.hexdigest()
+
+
 def _check_resume(work: Path, plan: Plan) -> None:
     path = work / "plan.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        if old != json.loads(json.dumps(plan.fingerprint, default=str)):
+        new = json.loads(json.dumps(plan.fingerprint, default=str))
+        if old != new:
+            changed = "; ".join(differences(old, new))
             raise TextbookError(
-                f"{work.parent} holds a run with other inputs or settings: use another --out, or delete it to start over"
+                f"{work.parent} holds a run with other inputs or settings ({changed}): "
+                "rerun with the original ones, use another --out, or delete it to start over"
             )
     else:
         work.mkdir(parents=True, exist_ok=True)
@@ -164,7 +195,7 @@ def load_parts(work: Path, bands: int, perms: int = 0) -> tuple[pa.Table, dict[s
 def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dict) -> dict:
     layout = plan.layout
     # the shard being filled stays in memory until it is sealed: 32 MB shards keep that small
-    sizes = {"max_rows": 100_000, "max_bytes": SHARD_BYTES}
+    sizes = {"max_rows": 100_000, "max_bytes": run.shard_bytes}
     kept = ShardWriter(out / "kept", layout.kept_schema, fmt=run.format, meta=meta, **sizes)
     removed = ShardWriter(out / "removed", layout.removed_schema, fmt=run.format, meta=meta, **sizes)
     start = {"kept": int(kept.state.get("row", 0)), "removed": int(removed.state.get("row", 0))}
@@ -195,7 +226,7 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
             offset += n
             since += n - lo
             bar.update(n - lo)
-            if since >= CHECKPOINT_ROWS:
+            if since >= run.checkpoint_rows:
                 kept.checkpoint(state={"row": offset})
                 removed.checkpoint(state={"row": offset})
                 since = 0
@@ -209,10 +240,14 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
 
 def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
     """Filter `inputs` into `out`; returns the report (also written to out/report.json)."""
-    out = Path(out)
+    with RunLock(out):
+        return _run_filter(inputs, Path(out), run, preset)
+
+
+def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
     t_start = time.perf_counter()
     classifier = load_classifier(run.classifier) if preset.classifier.enabled else None
-    plan = make_plan(inputs, run, preset, classifier)
+    plan = make_plan(inputs, run, preset, classifier, out)
     work = out / ".work"
     if (out / "report.json").is_file() and (work / "plan.json").is_file():
         _check_resume(work, plan)
@@ -227,7 +262,9 @@ def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Prese
     if parts.num_rows != plan.rows:
         raise TextbookError(f"pass 1 holds {parts.num_rows} rows for {plan.rows} input rows: delete {work} and rerun")
     threshold = run.threshold if run.threshold is not None else preset.classifier.threshold
-    decisions = decide(parts, preset, threshold)
+    decisions = decide(parts, preset, threshold, plan.origins)
+    if len(decisions.renamed) and not pa.types.is_string(plan.layout.kept_schema.field(plan.layout.id).type):
+        plan.layout = plan.layout.with_text_ids()
     timings["decide"] = time.perf_counter() - t
     meta = {"config": plan.fingerprint["config"], "inputs": plan.fingerprint["inputs"], "producer": f"textbook {__version__}"}
     timings.update(pass2(plan, run, decisions, out, meta))

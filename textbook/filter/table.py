@@ -3,11 +3,14 @@
 Output rows are the input rows unchanged (every original column, one unified schema across the
 input files), plus `edu_score`, `cluster_id` (input row number of the document kept for its
 duplicate group) and `duplicates` (how many were removed as its duplicates); removed rows also carry
-`stage` and `reason`. Inputs without an id column get `id` = `<file name>#<row>`.
+`stage` and `reason`. Inputs without an id column get `id` = `<file name>#<row>`, as do rows whose id
+is missing; an id that repeats an earlier row's becomes `<id>@<file name>#<row>` (dedup.unique_ids),
+which turns a numeric id column into text for that run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +25,10 @@ ADDED = [pa.field("edu_score", pa.float32()), pa.field("cluster_id", pa.int64())
 REMOVED = [pa.field("stage", pa.string()), pa.field("reason", pa.string())]
 RESERVED = {f.name for f in ADDED + REMOVED} | {"_problem"}
 _TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.null())
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 def _decode(col: pa.Array) -> tuple[list[str | None], list[str | None]]:
@@ -110,6 +117,13 @@ class OutputLayout:
         kept = pa.schema(list(schema) + ADDED)
         return cls(text, id_col, has_id, names, schema, kept, pa.schema(list(kept) + REMOVED))
 
+    def with_text_ids(self) -> "OutputLayout":
+        """The same layout with the id column as text (renamed repeats do not fit a numeric column)."""
+        field = pa.field(self.id, pa.string())
+        schema = self.input_schema.set(self.input_schema.get_field_index(self.id), field)
+        kept = pa.schema(list(schema) + ADDED)
+        return dataclasses.replace(self, input_schema=schema, kept_schema=kept, removed_schema=pa.schema(list(kept) + REMOVED))
+
     def read_columns(self, source: Source) -> list[str]:
         cols = [self.text]
         if self.has_id[str(source.path)] and self.id != self.text:
@@ -141,8 +155,9 @@ class OutputLayout:
             if f.name == self.text:
                 texts, problems = _decode(batch.column(f.name))
                 cols[f.name] = pa.array(texts, f.type) if any(problems) else batch.column(f.name).cast(f.type)
-            elif f.name == self.id and not self.has_id[str(source.path)]:
-                cols[f.name] = pa.array(self._ids(source, batch, local_start), pa.string())
+            elif f.name == self.id and (_is_text(f.type) or not self.has_id[str(source.path)]):
+                # as read in pass 1: given, `file#row` where missing, `id@file#row` where repeated
+                cols[f.name] = decisions.ids.take(pa.array(rows)).cast(f.type)
             elif f.name in batch.schema.names:
                 cols[f.name] = batch.column(f.name).cast(f.type)
             else:

@@ -29,7 +29,9 @@ from textbook.gen.request import ParseError, Rendered
 from textbook.gen.sink import Sink
 from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
 from textbook.prompts import Prompts
+from textbook.rundir import RunLock
 from textbook.teacher.config import TeacherConfig, require_teacher
+from textbook.teacher.failures import nothing_usable
 
 TOPICS_FILE = "topics.json"
 CACHE_FILE = "teacher-cache.sqlite"
@@ -46,8 +48,12 @@ def generate(
     confirm: Callable[[str], bool] | None = None,
 ) -> Summary | DryRunSummary:
     """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm)
+
+
+def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str | Path | None, dry: bool,
+           progress: bool | None, confirm: Callable[[str], bool] | None) -> Summary | DryRunSummary:
     prompts = Prompts(gen.prompts)
     vocabulary = load_vocabulary(gen.prompts)
     if dry:
@@ -229,4 +235,6 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     if gen.kind == "exercises":
         summary.notes.append(f"sandbox: {sandbox.isolation()}")
     sink.close(summary.totals())
+    if summary.rows == 0 and rejected:  # saved above: the rejects (raw replies) and the cache stay
+        raise nothing_usable(rejected, asked=summary.planned, what="planned rows", where=sink.rejects_dir)
     return summary

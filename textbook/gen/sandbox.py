@@ -30,6 +30,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from textbook.workers import kill_me_with_parent
+
 # Runs in the child: set the limits, fork, exec the script with a fresh interpreter in the grandchild
 # (rlimits survive exec) and report how it ended as an exit status (128 + signal when killed). The
 # fork matters inside a pid namespace: there the launcher is pid 1, which ignores signals it has no
@@ -42,6 +44,9 @@ for kind, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, fsize), (
     resource.setrlimit(kind, (value, value))
 pid = os.fork()
 if pid == 0:
+    if sys.platform.startswith("linux"):  # the code dies with this launcher, as it dies with the run
+        import ctypes
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
     os.execv(sys.executable, [sys.executable, "-I", "-S", sys.argv[4]])
 _, status = os.waitpid(pid, 0)
 os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
@@ -128,6 +133,9 @@ async def run_code(code: str, limits: Limits = Limits()) -> Outcome:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=tmp, env=_env(tmp), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            # a kill -9 of the run takes the sandbox with it (the launcher, or `unshare`, whose
+            # --kill-child then ends the whole namespace)
+            preexec_fn=kill_me_with_parent,
         )
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=limits.timeout_s)
@@ -139,7 +147,8 @@ async def run_code(code: str, limits: Limits = Limits()) -> Outcome:
             if proc.returncode is None:  # cancelled: never leave a child behind
                 _kill_group(proc.pid)
         _kill_group(proc.pid)  # anything the code forked into the background dies with it
-    text = stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")
+    # Tracebacks name the script by its temp path: the same failure reads the same in every run.
+    text = (stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")).replace(f"{tmp}/", "")
     reason, detail = _classify(proc.returncode, text, limits)
     return Outcome(reason == "passed", reason, detail, time.perf_counter() - start)
 

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,17 +22,23 @@ import torch
 import torch.nn.functional as F
 
 from textbook.config import public_dict
-from textbook.errors import TextbookError
+from textbook.errors import ConfigError, TextbookError
 from textbook.mu.checkpoint import (
     WEIGHTS, checkpoint_dir, load_checkpoint, read_run_config, save_checkpoint, save_weights,
 )
 from textbook.mu.data import IGNORE, Batch, BatchStream
 from textbook.mu.distill import kd_loss
 from textbook.mu.flops import peak_flops, training_flops
+from textbook.mu.config import SPECIAL_TOKENS
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
 from textbook.mu.optim import DECAY_SHAPES, build_optimizers, set_lr, wsd
 from textbook.mu.setup import Distributed, build_run
+from textbook.rundir import RunLock
+from textbook.shards import atomic_write_bytes
+
+
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # a byte-level BPE holds every byte and the special tokens
 
 
 @dataclass(frozen=True)
@@ -78,23 +85,40 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: a bad flag is a one-line ConfigError.
         if self.decay_shape not in DECAY_SHAPES:
-            raise TextbookError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
+            raise ConfigError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_steps": self.max_steps,
-                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes}
+                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes,
+                    "lora_alpha": self.lora_alpha, "kd_temperature": self.kd_temperature,
+                    "log_every": self.log_every, "checkpoint_every": self.checkpoint_every}
         for name, value in positive.items():
             if value is not None and value <= 0:
-                raise TextbookError(f"--{name.replace('_', '-')} must be positive, not {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if self.lora_rank < 0:
+            raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
+                              f"not {self.lora_rank}")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"--kd-weight is the share of the distillation loss, from 0 to 1, not {self.kd_weight}")
+        if self.vocab_size is not None and self.vocab_size < MIN_VOCAB:
+            raise ConfigError(f"--vocab-size must be at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} special tokens), "
+                              f"not {self.vocab_size}")
+        for name in ("max_source_len", "max_target_len"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 tokens (one and EOS), not {value}")
+        if self.eval_batches < 1:
+            raise ConfigError(f"eval_batches in [train] must be at least 1, not {self.eval_batches}")
         if not 0 <= self.decay_fraction <= 1:
-            raise TextbookError(f"--decay-fraction is a share of the steps, from 0 to 1, not {self.decay_fraction}")
+            raise ConfigError(f"--decay-fraction is a share of the steps, from 0 to 1, not {self.decay_fraction}")
         if self.max_minutes and self.decay_fraction == 1:
-            raise TextbookError("--max-minutes fits the step count during the stable phase: use --decay-fraction below 1")
+            raise ConfigError("--max-minutes fits the step count during the stable phase: use --decay-fraction below 1")
         if not 0 <= self.bpe_dropout < 1:
-            raise TextbookError(f"--bpe-dropout is a probability below 1, not {self.bpe_dropout}")
+            raise ConfigError(f"--bpe-dropout is a probability below 1, not {self.bpe_dropout}")
         if not 1 <= self.muon_ns_steps <= 10:
-            raise TextbookError(f"--muon-ns-steps is a number of Newton-Schulz iterations from 1 to 10, not {self.muon_ns_steps}")
+            raise ConfigError(f"--muon-ns-steps is a number of Newton-Schulz iterations from 1 to 10, not {self.muon_ns_steps}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.clip <= 0:
-            raise TextbookError("--warmup-steps and --weight-decay must be at least 0, --clip above 0")
+            raise ConfigError("--warmup-steps and --weight-decay must be at least 0, --clip above 0")
 
 
 # Fields that may differ between a run and its --resume (they do not change the result).
@@ -220,15 +244,41 @@ class _TimeBox:
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a run; returns a summary. The library entry point of `textbook train`."""
-    from tqdm import tqdm
-
     if not cfg.data:
         raise TextbookError("no training data: pass --data DIR (a shard directory; repeat for several)")
+    if cfg.resume and not Path(cfg.out).is_dir():
+        raise TextbookError(f"{cfg.out} does not exist, so it is not a Mu run directory to resume: drop --resume "
+                            "to start a new run, or pass the --out of the run to continue")
+    # One launch per run directory; under torchrun the ranks of that launch share it, so rank 0 holds it.
+    with RunLock(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        return _train(cfg, progress)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to the checkpoint a run (re)starts from: lines written after it,
+    before a kill, are written again by the resumed run and would otherwise appear twice."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    atomic_write_bytes(path, "".join(kept).encode())
+
+
+def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
     run = Path(cfg.out)
+    if cfg.resume and checkpoint_dir(run) is None:
+        # killed before its first checkpoint: nothing was kept, so resuming is starting over (the same
+        # result), and a `--resume` retry loop never gets stuck on a run that died early
+        cfg = dataclasses.replace(cfg, resume=False)
     if cfg.resume:
         _check_resume(cfg, run)
-        if checkpoint_dir(run) is None:
-            raise TextbookError(f"{run} has no checkpoint to resume from: drop --resume to start a new run")
     elif checkpoint_dir(run) is not None:
         raise TextbookError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     dist = Distributed.start(cfg.device)
@@ -260,6 +310,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
     peak = peak_flops(torch.cuda.get_device_name(dist.device)) if dist.device.type == "cuda" else None
     log_path = run / "log.jsonl"
+    if dist.main:
+        _trim_log(log_path, state["step"])
     batches = stream.iterate(state["position"])
     bar = tqdm(total=total, initial=state["step"], disable=not (progress and dist.main), file=sys.stderr, unit="step", dynamic_ncols=True)
     window = _Window()

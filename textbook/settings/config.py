@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from textbook.config import resolve
 from textbook.errors import ConfigError
+from textbook.settings.sampling import MAX_CAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,23 +33,28 @@ class SettingsConfig:
     checkpoint_chunks: int = 16  # template chunks (4,096 candidates each) between checkpoints
     prompts: str | None = None  # directory overriding prompts/*.j2
 
+    def __post_init__(self) -> None:
+        # Here, not in the CLI: a config built in code or from textbook.toml is checked the same way.
+        checks = [
+            (self.n > 0, "--n must be > 0"),
+            (0.0 <= self.noise_rate <= 1.0, "--noise-rate must be between 0 and 1"),
+            (0.0 <= self.none_rate < 1.0, "--none-rate must be between 0 and 1 (exclusive)"),
+            (0.0 <= self.teacher_share <= 1.0, "--teacher-share must be between 0 and 1"),
+            (self.paraphrases >= 1, "--paraphrases must be >= 1"),
+            (self.teacher_batch >= 1, "teacher_batch must be >= 1"),
+            (1 <= self.max_duplicates <= MAX_CAP,
+             f"max_duplicates in [settings] must be from 1 to {MAX_CAP} copies of one query, not {self.max_duplicates}"),
+            (self.validation_share >= 0 and self.test_share >= 0 and self.validation_share + self.test_share < 1,
+             "validation_share + test_share must be below 1"),
+            (self.workers >= 0, "--workers must be >= 0 (0 = auto)"),
+            (self.checkpoint_chunks >= 1, "checkpoint_chunks must be >= 1"),
+            (0.0 <= self.popularity_floor <= 1.0, "popularity_floor must be between 0 and 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
 
 def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> SettingsConfig:
-    cfg = resolve(SettingsConfig, cli=cli, file=file.get("settings", {}), section="settings")
-    checks = [
-        (cfg.n > 0, "--n must be > 0"),
-        (0.0 <= cfg.noise_rate <= 1.0, "--noise-rate must be between 0 and 1"),
-        (0.0 <= cfg.none_rate < 1.0, "--none-rate must be between 0 and 1 (exclusive)"),
-        (0.0 <= cfg.teacher_share <= 1.0, "--teacher-share must be between 0 and 1"),
-        (cfg.paraphrases >= 1, "--paraphrases must be >= 1"),
-        (cfg.max_duplicates >= 1, "max_duplicates must be >= 1"),
-        (cfg.validation_share >= 0 and cfg.test_share >= 0 and cfg.validation_share + cfg.test_share < 1,
-         "validation_share + test_share must be below 1"),
-        (cfg.workers >= 0, "--workers must be >= 0 (0 = auto)"),
-        (cfg.checkpoint_chunks >= 1, "checkpoint_chunks must be >= 1"),
-        (0.0 <= cfg.popularity_floor <= 1.0, "popularity_floor must be between 0 and 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    return cfg
+    """CLI > [settings] in textbook.toml > defaults (checked by SettingsConfig itself)."""
+    return resolve(SettingsConfig, cli=cli, file=file.get("settings", {}), section="settings")

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import multiprocessing
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,9 +32,12 @@ from textbook.settings.language import DIR as LANGUAGE_DIR
 from textbook.settings.pipeline import Chunk, Context, build_context, candidate_chunk, worker_chunk, worker_init
 from textbook.settings.records import RemovedSample, SettingsSample
 from textbook.settings.report import Tally, write_report
-from textbook.settings.sampling import DupCap
+from textbook.settings.sampling import MAX_CAP, DupCap
+from textbook.rundir import RunLock
 from textbook.shards import ShardWriter, atomic_write_bytes, read_manifest, schema_for
 from textbook.teacher.config import TeacherConfig, require_teacher
+from textbook.teacher.failures import nothing_usable, top_reasons
+from textbook.workers import worker_pool
 
 SAMPLES, REMOVED, CACHE_FILE, RESUME = "settings", "settings-removed", "teacher-cache.sqlite", ".settings-resume"
 SHARD_ROWS = 65_536  # a shard being filled is held in memory: this bounds peak RSS (~250 MB)
@@ -50,6 +52,7 @@ class Summary:
     seconds: float
     resumed_from: int
     already_complete: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         t = self.totals
@@ -63,6 +66,7 @@ class Summary:
                 head += f" (resumed at {self.resumed_from:,})"
         return "\n".join([
             head,
+            *(f"  warning: {w}" for w in self.warnings),
             f"  splits: train {t['train']:,} / validation {t['validation']:,} / test {t['test']:,}; "
             f"{t['settings_covered']} settings covered; teacher rows {t['teacher_rows']:,}",
             f"  noise rate {t['noise_rate']:.1%}; relabelled {t['relabelled']:,}; removed {t['removed']:,} "
@@ -80,7 +84,8 @@ def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None,
             raise ConfigError("no teacher configured: pass --offline for a template-only dataset, or --model "
                               "(with --base-url / --api-key, or TEXTBOOK_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY)")
         require_teacher(teacher)
-    return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress))
+    with RunLock(cfg.out):
+        return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress))
 
 
 def _sha(path: Path) -> str:
@@ -94,7 +99,8 @@ def _fingerprint(cfg: SettingsConfig, ctx: Context, teacher: TeacherConfig | Non
         "config": config,
         "catalogue": _sha(Path(ctx.catalogue.path)),
         "language": [_sha(p) for p in sorted(LANGUAGE_DIR.glob("*.yaml"))],
-        "teacher": {"model": teacher.model, "base_url": teacher.base_url, "temperature": teacher.temperature}
+        # credentials are not content: a rotated password must not make a run unresumable
+        "teacher": {"model": teacher.model, "base_url": public_dict(teacher)["base_url"], "temperature": teacher.temperature}
         if teacher else None,
         "prompts": prompt_shas,
     }
@@ -144,6 +150,13 @@ class _Sink:
         return len(accepted)
 
 
+def _stalled(rows: int, cap: int) -> str:
+    """What to do when no more samples fit under the duplicate cap (which cannot go above MAX_CAP)."""
+    more = (f"raise max_duplicates in [settings] of textbook.toml (at most {MAX_CAP})" if cap < MAX_CAP
+            else f"add settings or phrasings to the catalogue (max_duplicates is at its limit, {MAX_CAP})")
+    return f"only {rows:,} samples fit under the duplicate cap of {cap}: lower --n, or {more}"
+
+
 def _workers(cfg: SettingsConfig, remaining: int) -> int:
     """Worker processes: as configured, or (0 = auto) one per spare core, up to 4, when there is enough work.
     The main process needs a core of its own for capping and writing: on 2 cores one process is faster
@@ -161,8 +174,7 @@ def _template_chunks(ctx: Context, start: int, workers: int) -> Iterator[Chunk]:
             yield candidate_chunk(ctx, k)
             k += 1
     # fork: children inherit the imports; spawn would re-run `python -m textbook` in each child.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(workers, initializer=worker_init, initargs=(ctx.cfg,)) as pool:
+    with worker_pool(workers, worker_init, ctx.cfg) as pool:
         window = deque(pool.apply_async(worker_chunk, (k,)) for k in range(start, start + 2 * workers))
         k = start + len(window)
         while True:
@@ -241,8 +253,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
                 bar.update(tally.rows - before)
                 stalled = stalled + 1 if tally.rows == before else 0
                 if stalled >= STALL_CHUNKS:
-                    raise TextbookError(f"only {tally.rows:,} samples fit under the duplicate cap of {cfg.max_duplicates}: "
-                                        "lower --n, or raise max_duplicates in [settings] of textbook.toml")
+                    raise TextbookError(_stalled(tally.rows, cfg.max_duplicates))
                 if k % cfg.checkpoint_chunks == 0:
                     checkpoint("template", st["batch"], k)
         finally:
@@ -257,7 +268,8 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     totals = tally.summary()
     removed.close(totals=dict(tally.removed))
     writer.close(totals=totals)
-    return Summary(out, totals, time.monotonic() - started, resumed_from)
+    warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
+    return Summary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings)
 
 
 async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar) -> None:
@@ -267,6 +279,7 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
     cfg, tally = ctx.cfg, sink.tally
     goal = round(cfg.n * cfg.teacher_share)
     b, empty, saved = st["batch"], 0, time.monotonic()
+    first, capped = b, tally.capped
     async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, progress=False) as teacher:
         await teacher.check()
         while tally.source.get("teacher", 0) < goal:
@@ -277,11 +290,20 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
             bar.update(tally.rows - before)
             st["teacher_stats"] = teacher.stats.as_dict()
             empty = empty + 1 if tally.rows == before else 0
-            if empty >= 3:  # the teacher gives nothing usable: templates fill the rest (the report says so)
+            if empty >= 3:  # the teacher stopped giving anything usable
                 break
             # Each checkpoint rewrites the shard being filled; replies are cached, so redoing a few batches
             # after a kill costs nothing but time.
             if time.monotonic() - saved >= TEACHER_CHECKPOINT_S:
                 checkpoint("teacher", b, st["chunk"])
                 saved = time.monotonic()
+    made = tally.source.get("teacher", 0)
+    reasons = {**tally.teacher_removed, "duplicates_capped": tally.capped - capped}
+    if made == 0 and b > first:
+        # Not a template-only dataset in disguise: stop, with everything saved (a rerun resumes here).
+        checkpoint("teacher", b, st["chunk"])
+        raise nothing_usable(reasons, asked=sum(reasons.values()), what="teacher samples", where=out / REMOVED)
+    # Some, not all: templates fill the rest, and the summary says so.
+    st["teacher_warning"] = (f"the teacher gave {made:,} of {goal:,} planned paraphrases ({top_reasons(reasons)}); "
+                             "templates filled the rest") if made < goal else None
     checkpoint("template", b, st["chunk"])

@@ -61,12 +61,15 @@ def setting_weights(catalogue: Catalogue, *, floor: float, boost: float, reachab
     return [w / norm for w in weights]
 
 
+MAX_CAP = 255  # the table counts copies in one byte per bucket
+
+
 class DupCap:
     """At most `cap` copies of one normalised query (by hash), in a fixed 4 MiB table."""
 
     def __init__(self, cap: int, data: bytes | None = None, bits: int = SKETCH_BITS):
-        if not 1 <= cap <= 255:
-            raise ValueError("the duplicate cap must be between 1 and 255")
+        if not 1 <= cap <= MAX_CAP:
+            raise ValueError(f"the duplicate cap must be between 1 and {MAX_CAP}")
         self.cap = cap
         self.mask = (1 << bits) - 1
         self.table = bytearray(data) if data is not None else bytearray(1 << bits)

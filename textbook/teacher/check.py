@@ -14,7 +14,8 @@ from typing import Any
 import httpx2
 import openai
 
-from textbook.errors import TextbookError
+from textbook.config import strip_credentials
+from textbook.errors import ConfigError
 from textbook.teacher.config import TeacherConfig
 from textbook.teacher.failures import connection_reason, error_field, server_message
 
@@ -26,12 +27,12 @@ MODEL_FLAGS = "--model / TEXTBOOK_MODEL"
 
 
 def public_url(url: Any) -> str:
-    """The base URL without credentials someone may have put in it (https://user:pass@host)."""
-    return re.sub(r"//[^/@]*@", "//", str(url)).rstrip("/")
+    """The base URL without credentials someone may have put in it (https://user:pass@host, ?api-key=)."""
+    return strip_credentials(str(url)).rstrip("/")
 
 
 async def _probe(client: openai.AsyncOpenAI, config: TeacherConfig, path: str, body: dict | None = None) -> tuple[int, Any]:
-    """(status, JSON body or text) of one request; TextbookError when no answer comes at all."""
+    """(status, JSON body or text) of one request; ConfigError when no answer comes at all."""
     where = public_url(client.base_url)
     timeout = min(CHECK_TIMEOUT_S, config.timeout_s)
     options: dict[str, Any] = {"timeout": timeout, "max_retries": 0}
@@ -47,7 +48,7 @@ async def _probe(client: openai.AsyncOpenAI, config: TeacherConfig, path: str, b
         except openai.APIConnectionError as exc:  # APITimeoutError included
             reason = connection_reason(exc)
             if reason == "timed out":
-                raise TextbookError(
+                raise ConfigError(
                     f"the teacher at {where} did not answer within {timeout:g}s: "
                     f"check {URL_FLAGS} and that the server is not overloaded"
                 ) from None
@@ -58,7 +59,7 @@ async def _probe(client: openai.AsyncOpenAI, config: TeacherConfig, path: str, b
                 fix = f"fix the host in {URL_FLAGS}"
             else:
                 fix = f"start the server or fix {URL_FLAGS}"
-            raise TextbookError(f"cannot reach the teacher at {where} ({reason}): {fix}") from None
+            raise ConfigError(f"cannot reach the teacher at {where} ({reason}): {fix}") from None
         try:
             return response.status_code, response.json()
         except ValueError:
@@ -72,20 +73,20 @@ def _model_ids(body: Any) -> list[str]:
     return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
 
 
-def auth_error(status: int, said: str, where: str) -> TextbookError:
+def auth_error(status: int, said: str, where: str) -> ConfigError:
     """401 / 403, at the check or mid-run: the key is wrong, or may not use this endpoint or model."""
     if status == 401:
-        return TextbookError(f"the teacher at {where} rejected the API key (401: {said}): set a valid key with {KEY_FLAGS}")
-    return TextbookError(
+        return ConfigError(f"the teacher at {where} rejected the API key (401: {said}): set a valid key with {KEY_FLAGS}")
+    return ConfigError(
         f"the API key may not use the teacher at {where} (403: {said}): check the key's permissions and project, {KEY_FLAGS}"
     )
 
 
-def quota_error(body: Any, where: str) -> TextbookError | None:
+def quota_error(body: Any, where: str) -> ConfigError | None:
     """OpenAI's 429 `insufficient_quota` is an empty account, not a rate limit: waiting will not help."""
     if "insufficient_quota" not in (error_field(body, "code"), error_field(body, "type")):
         return None
-    return TextbookError(f"the teacher's account at {where} has no quota left (429 insufficient_quota): "
+    return ConfigError(f"the teacher's account at {where} has no quota left (429 insufficient_quota): "
                          "add credit or use another key")
 
 
@@ -107,7 +108,7 @@ async def check_endpoint(client: openai.AsyncOpenAI, config: TeacherConfig) -> N
     if status == 200:
         if isinstance(body, dict) and isinstance(body.get("choices"), list):
             return
-        raise TextbookError(
+        raise ConfigError(
             f"the server at {where} answered /chat/completions with something that is not a chat completion: "
             f"point {URL_FLAGS} at the API root (usually ending in /v1)"
         )
@@ -118,10 +119,10 @@ async def check_endpoint(client: openai.AsyncOpenAI, config: TeacherConfig) -> N
         if listed or "model" in said.lower():
             names = ", ".join(listed[:8]) + (", …" if len(listed) > 8 else "")
             offer = f"; it serves {names}" if listed else ""
-            raise TextbookError(
+            raise ConfigError(
                 f"the teacher at {where} does not serve model {config.model!r} (404: {said}){offer}: fix {MODEL_FLAGS}"
             )
-        raise TextbookError(
+        raise ConfigError(
             f"no OpenAI-compatible API at {where} (404 for /chat/completions): fix {URL_FLAGS} (it usually ends in /v1)"
         )
     if status == 429:
@@ -130,6 +131,6 @@ async def check_endpoint(client: openai.AsyncOpenAI, config: TeacherConfig) -> N
         return  # reachable, key and model fine, merely busy: the run's rate limiting deals with that
     if status in (400, 422):
         return  # the model exists; it only disliked the probe itself (e.g. max_tokens on reasoning models)
-    raise TextbookError(
+    raise ConfigError(
         f"the teacher at {where} is up but failing ({status}: {said}): try again later or check the server's logs"
     )

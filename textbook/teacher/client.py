@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import httpx2
 import openai
 
-from textbook.errors import TextbookError
+from textbook.errors import ConfigError, TextbookError
 from textbook.teacher.cache import ResponseCache, cache_key
 from textbook.teacher.check import MODEL_FLAGS, auth_error, check_endpoint, public_url, quota_error
 from textbook.teacher.config import TeacherConfig, require_teacher
@@ -344,7 +344,7 @@ class Teacher:
         if status in (401, 403):
             raise auth_error(status, said, where)
         if status == 404:
-            raise TextbookError(
+            raise ConfigError(
                 f"the teacher at {where} answered 404 for model {model!r} ({said}): check {MODEL_FLAGS} and the base URL"
             )
         param = error_field(exc.body, "param")

@@ -1,4 +1,5 @@
-"""Reading failed requests: what the server said (one line, key redacted), why a connection failed, Retry-After."""
+"""Reading failed requests: what the server said (one line, key redacted), why a connection failed, Retry-After;
+and the one error every command raises when the teacher gave it nothing usable at all."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import time
 from datetime import timezone
 from typing import Any, Mapping
 
-# Anything shaped like an API key, in case a server echoes one back (OpenAI's 401 quotes a masked key).
-_KEYLIKE = re.compile(r"\b(sk|key|api[_-]?key)[-_][A-Za-z0-9_\-*]{6,}", re.IGNORECASE)
+from textbook.errors import TextbookError
+
+# Anything shaped like an API key, in case a server echoes one back (OpenAI's 401 quotes a masked key),
+# and HTTP credentials (Basic carries user:password in base64, from a URL's user:pass@).
+_KEYLIKE = re.compile(r"\b(sk|key|api[_-]?key)[-_][A-Za-z0-9_\-*]{6,}|\b(Basic|Bearer)\s+[A-Za-z0-9+/=._\-]{6,}",
+                      re.IGNORECASE)
 
 
 def one_line(text: str, secret: str | None = None, limit: int = 200) -> str:
@@ -87,3 +92,39 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
     if when.tzinfo is None:  # "-0000" zone: the date is still UTC
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# What to do about the most common reject reason (the teacher's own `TeacherRejected.reason`, however the
+# command prefixes it: teacher_length, paraphrase_failed_length, ...).
+_FIXES = {
+    "length": "raise max_tokens in [teacher] of textbook.toml, or use a --model that answers more briefly",
+    "content_filter": "use another --model: its provider's content filter refused the requests",
+    "invalid_json": "use a stronger --model, one that follows JSON output (structured outputs)",
+    "schema_mismatch": "use a stronger --model, one that follows JSON output (structured outputs)",
+}
+_FIX = "read the raw replies among the rejects, then use a stronger --model or fix the prompts (--prompts)"
+
+
+def nothing_usable(rejects: Mapping[str, int], *, asked: int, what: str, where: Any = None,
+                   fixes: Mapping[str, str] | None = None) -> TextbookError:
+    """The error of a command that sent the teacher requests and kept nothing: how many of `asked` `what`
+    were rejected and why (top reasons with counts), where the rejects are, and what to do. The caller
+    raises it after saving everything, so a rerun resumes."""
+    top = _top(rejects)
+    why = "; ".join(part for part in (top_reasons(rejects), f"see {where}" if where else "") if part)
+    table = {**_FIXES, **(fixes or {})}
+    first = top[0][0] if top else ""
+    fix = next((f for key, f in table.items() if first == key or first.endswith("_" + key)), _FIX)
+    return TextbookError(f"the teacher gave nothing usable: {sum(c for _, c in top):,} of {asked:,} {what} rejected ({why}): {fix}")
+
+
+def _top(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    return sorted(((r, c) for r, c in counts.items() if c), key=lambda rc: (-rc[1], rc[0]))
+
+
+def top_reasons(counts: Mapping[str, int], limit: int = 3) -> str:
+    """`reason count, ...` for the most common reasons, e.g. `teacher_length 20, parse_no_code 3`."""
+    top = _top(counts)
+    if not top:
+        return "no reject reason recorded"
+    return ", ".join(f"{r} {c:,}" for r, c in top[:limit]) + (f", {len(top) - limit} more" if len(top) > limit else "")

@@ -1,0 +1,134 @@
+"""A run's output directory: one writer at a time, and a rerun that says what changed.
+
+`RunLock` holds an advisory `flock` on `OUT/.lock` while a command writes into OUT. The kernel drops
+the lock when the holder dies, however it dies, so a second launch into the same --out is refused
+at once (naming the run that holds it), while a rerun after `kill -9` finds a stale file it can
+take. `differences` compares the fingerprint a run saved with the one a rerun computes and names
+what differs, so "other inputs or settings" never leaves the user guessing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from textbook.errors import TextbookError
+
+LOCK = ".lock"
+
+
+def output_dir(out: str | Path, flag: str = "--out") -> Path:
+    """`out` as a directory to write into (created); a clear error when it is a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TextbookError(f"{flag} {out} is a file, not a directory: pass a directory (new or from an earlier run)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        raise TextbookError(f"{flag} {out}: a part of that path is a file: pass a directory") from None
+    except PermissionError:
+        raise TextbookError(f"{flag} {out}: no permission to create it: pass a directory you can write to") from None
+    return out
+
+
+class RunLock:
+    """`with RunLock(out):` the calling process is the only one writing into `out`."""
+
+    def __init__(self, out: str | Path, flag: str = "--out"):
+        self.out, self.flag = Path(out), flag
+        self.path = self.out / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        output_dir(self.out, self.flag)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read(fd)
+                os.close(fd)
+                raise TextbookError(
+                    f"{self.out} is being written by another run ({holder}): wait for it to finish, "
+                    f"or pass another {self.flag}"
+                ) from None
+            # The holder we waited on may have removed the file as it let go: a lock on an unlinked
+            # file guards nothing, so lock the file that is there now.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is None:
+            return
+        try:  # removed while still held, so a waiting process re-checks and locks a fresh file
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _command() -> str:
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("__main__.py", "textbook")):
+        argv[0] = "textbook"
+    return " ".join(argv)[:200]
+
+
+def _read(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "a process that has not said which"
+    return f"pid {info.get('pid')} on {info.get('host')}, `{info.get('command')}`, started {info.get('started')}"
+
+
+def differences(old: Any, new: Any, path: str = "", limit: int = 4) -> list[str]:
+    """Human-readable differences between two JSON-like values, e.g. `config.threshold: 3 -> 2.5`."""
+    found: list[str] = []
+    _diff(old, new, path, found)
+    return found[:limit] + ([f"and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+def _diff(old: Any, new: Any, path: str, found: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                found.append(f"{where} is gone")
+            elif key not in old:
+                found.append(f"{where} is new")
+            else:
+                _diff(old[key], new[key], where, found)
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            # entries that name a file are named by it: inputs[web.parquet], not inputs[3]
+            same_file = isinstance(a, dict) and isinstance(b, dict) and "path" in a and a["path"] == b.get("path")
+            name = Path(a["path"]).name if same_file else i
+            _diff(a, b, f"{path}[{name}]", found)
+    elif old != new:
+        found.append(f"{path or 'value'}: {_short(old)} -> {_short(new)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
