@@ -49,6 +49,7 @@ def test_help_teaches_the_main_use_and_lists_the_subcommands(capsys):
     assert code == 0
     assert "textbook filter examples/web.parquet --out runs/filter" in out
     assert "annotate" in out and "train" in out and "--threshold" in out
+    assert "[filter]" in out and all(p.stem in out for p in (ROOT / "filters").glob("*.yaml")), out  # every preset
     code, out, _ = cli(capsys, "train", "--help")
     assert code == 0 and "--out" in out and "cross-validated" in out
 
@@ -95,10 +96,20 @@ def test_annotate_scores_a_sample_with_the_teacher_and_train_reads_it(capsys, tm
                          "--base-url", env["OPENAI_BASE_URL"], "--api-key", env["OPENAI_API_KEY"],
                          "--model", env["TEXTBOOK_MODEL"])
     assert code == 0, err
-    result = json.loads(out)
-    assert result["sampled"] == 20 and result["scored"] == 20
+    lines = out.splitlines()
+    assert lines[0] == "20 documents sampled: 20 scored, 0 rejected", out
     table = read_table(tmp_path / "labels")
     assert table.num_rows == 20 and set(table.column("edu_score").to_pylist()) <= set(range(6))
+    scores = table.column("edu_score").to_pylist()
+    assert lines[1] == "  scores  " + "   ".join(f"{k}: {scores.count(k)}" for k in range(6)), out
+    assert lines[2].startswith("  teacher: 20 requests, 0 cache hits") and "prompt +" in lines[2], out
+    assert lines[3].startswith("labels: labels  (next: textbook filter train labels"), out
+    assert len(fake_teacher.chat_requests()) == 20
+    # a rerun resumes: nothing asked again, and the summary says so
+    code, again, err = cli(capsys, "annotate", "w.parquet", "--n", "20", "--out", "labels", "--seed", "3",
+                           "--base-url", env["OPENAI_BASE_URL"], "--api-key", env["OPENAI_API_KEY"],
+                           "--model", env["TEXTBOOK_MODEL"])
+    assert code == 0 and again.splitlines()[:2] == lines[:2] and "nothing asked" in again, again
     assert len(fake_teacher.chat_requests()) == 20
     code, out, err = cli(capsys, "train", "labels", "--out", "model", "--folds", "2")
     assert code == 0, err

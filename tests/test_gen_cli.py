@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -94,3 +95,15 @@ def test_commands_register_once_however_often_main_runs(capsys):
     for _ in range(3):
         cli(capsys, "--kind", "poems", "--dry-run")
     assert len(app.registered_groups) == groups  # each call used to add every command again (and ran slower)
+
+
+def test_help_lists_the_main_commands_first_and_shows_config_sections(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    listed = re.findall(r"^(?:│ |  )([a-z]+) ", out.split("Commands", 1)[1], re.M)  # rich box or plain click
+    assert listed[:2] == ["gen", "filter"] and len(listed) == len(set(listed)) >= 8, out
+    # Rich markup used to swallow "[settings]": section names are escaped in help strings
+    for argv, sections in ((("gen", "settings", "--help"), ("[settings]", "[teacher]")), (("train", "--help"), ("[train]",)),
+                           (("export", "--help"), ("[export]",))):
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0 and all(s in out for s in sections), out

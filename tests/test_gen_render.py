@@ -48,6 +48,15 @@ def test_textbook_render_puts_every_constraint_in_the_prompt():
     assert textbook.render(Prompts(), ITEM) == request  # pure: same item, same request
 
 
+@pytest.mark.parametrize("generator", [textbook, exercise])
+@pytest.mark.parametrize(("difficulty", "phrase"), [("intermediate", "an intermediate level"), ("advanced", "an advanced level"),
+                                                    ("expert", "an expert level"), ("beginner", "a beginner level")])
+def test_render_puts_the_right_article_before_the_difficulty(generator, difficulty, phrase):
+    item = PlanItem(7, ITEM.topic_path, ITEM.audience, "textbook chapter", difficulty, ITEM.words, ITEM.function_name, 1)
+    text = generator.render(Prompts(), item).messages[0]["content"]
+    assert phrase in text
+
+
 def test_prompt_sha_changes_with_the_constraints():
     other = PlanItem(7, ITEM.topic_path, "researchers", ITEM.style, ITEM.difficulty, ITEM.words, None, 1)
     assert textbook.render(Prompts(), other).prompt_sha != textbook.render(Prompts(), ITEM).prompt_sha

@@ -21,18 +21,20 @@ LABELS = ROOT / "tests" / "data" / "labels"
 
 
 def check(killed: Killed, out: Path, what: str) -> None:
+    print(f"\n{what}: {killed.landed} of {killed.tried} kill points landed mid-run")  # for `pytest -s`
     assert killed.landed >= 2, f"{what}: only {killed.landed} of {killed.tried} kill points landed mid-run"
     assert not killed.orphans, f"{what}: processes outlived the killed run: {killed.orphans}"
     assert "is being written by another run (pid " in killed.second_run or not killed.second_run
     assert not leftovers(out), f"{what}: left behind {leftovers(out)}"
 
 
-def rows(directory: Path, drop: tuple[str, ...] = ()) -> list[tuple]:
-    """Every row of a shard directory as a sortable tuple (columns in `drop` left out: clocks, cache flags)."""
+def rows(directory: Path, drop: tuple[str, ...] = ()) -> list[str]:
+    """Every row of a shard directory as a sortable string (columns in `drop` left out: clocks, cache flags)."""
     manifest = read_manifest(directory)
     assert manifest is not None and manifest["complete"], f"{directory} is not complete"
     table = read_table(directory)
     table = table.select([c for c in table.column_names if c not in drop])
+    print(f"{directory.parent.name}/{directory.name}: {table.num_rows} rows compared")
     return sorted((json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist()))
 
 
@@ -85,7 +87,7 @@ def test_gen_settings_offline(tmp_path):
     argv = ["gen", "settings", "--offline", "--n", "20000"]
     env = clean_env()
     t = timed([*argv, "--out", "straight"], tmp_path, env)
-    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=5, seed=3,
+    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=4, seed=3,
                            env=env)
     check(killed, tmp_path / "killed", "gen settings --offline")
     for part in ("settings", "settings-removed"):
@@ -105,14 +107,14 @@ def test_gen_with_a_teacher(tmp_path, fake_teacher, kind):
     (tmp_path / "textbook.toml").write_text("[gen]\ncheckpoint_rows = 20\ncheckpoint_s = 0.2\n")
     fake_teacher.replies, fake_teacher.latency = GenReplies(fail_every=7), 0.02
     env = clean_env() | fake_teacher.env()
-    argv = ["gen", "--kind", kind, "--topics", "topics.json", "--n", "120", "--concurrency", "8", "--yes"]
+    argv = ["gen", "--kind", kind, "--topics", "topics.json", "--n", "80", "--concurrency", "8", "--yes"]
     t = timed([*argv, "--out", "straight"], tmp_path, env)
-    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=5, seed=5,
+    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=4, seed=5,
                            env=env)
     check(killed, tmp_path / "killed", f"gen --kind {kind}")
     for part in (kind, f"{kind}-rejects"):
         assert rows(tmp_path / "killed" / part, CLOCKS) == rows(tmp_path / "straight" / part, CLOCKS)
-    assert no_id_twice([tmp_path / "killed" / kind, tmp_path / "killed" / f"{kind}-rejects"], "plan_id") == 120
+    assert no_id_twice([tmp_path / "killed" / kind, tmp_path / "killed" / f"{kind}-rejects"], "plan_id") == 80
 
 
 def test_gen_settings_with_a_teacher(tmp_path, fake_teacher):
@@ -121,9 +123,9 @@ def test_gen_settings_with_a_teacher(tmp_path, fake_teacher):
     (tmp_path / "textbook.toml").write_text("[settings]\nteacher_batch = 16\ncheckpoint_chunks = 1\n")
     fake_teacher.replies, fake_teacher.latency = ScriptedTeacher(), 0.02
     env = clean_env() | fake_teacher.env()
-    argv = ["gen", "settings", "--n", "3000", "--teacher-share", "0.1", "--paraphrases", "3", "--concurrency", "8"]
+    argv = ["gen", "settings", "--n", "2000", "--teacher-share", "0.1", "--paraphrases", "3", "--concurrency", "8"]
     t = timed([*argv, "--out", "straight"], tmp_path, env)
-    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=5, seed=7,
+    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=4, seed=7,
                            env=env)
     check(killed, tmp_path / "killed", "gen settings")
     for part in ("settings", "settings-removed"):
@@ -137,7 +139,7 @@ def test_filter_annotate(tmp_path, fake_teacher):
     env = clean_env() | fake_teacher.env()
     argv = ["filter", "annotate", "web.parquet", "--n", "200", "--concurrency", "4"]
     t = timed([*argv, "--out", "straight"], tmp_path, env)
-    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=5, seed=9,
+    killed = kill_anywhere([*argv, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=4, seed=9,
                            env=env)
     check(killed, tmp_path / "killed", "filter annotate")
     assert rows(tmp_path / "killed") == rows(tmp_path / "straight")
@@ -145,7 +147,7 @@ def test_filter_annotate(tmp_path, fake_teacher):
 
 
 TRAIN = ["train", "--preset", "mu-tiny", "--vocab-size", "300", "--batch-size", "8", "--lr", "1e-2", "--warmup-steps", "10",
-         "--max-steps", "60", "--checkpoint-every", "10", "--log-every", "10", "--data", "data", "--task", "settings"]
+         "--max-steps", "30", "--checkpoint-every", "10", "--log-every", "10", "--data", "data", "--task", "settings"]
 
 
 def _torch_env() -> dict[str, str]:
@@ -161,21 +163,21 @@ def test_train_then_export(tmp_path):
     write_settings(tmp_path / "data", repeat=4, splits=("train", "validation", "test"))
     env = _torch_env()
     t = timed([*TRAIN, "--out", "straight"], tmp_path, env)
-    killed = kill_anywhere([*TRAIN, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=3, seed=11,
+    killed = kill_anywhere([*TRAIN, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t, points=2, seed=11,
                            env=env, rerun=[*TRAIN, "--out", "killed", "--resume"], startup=2.5)
     check(killed, tmp_path / "killed", "train")
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)  # exactly the uninterrupted run's weights
     log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in log if "loss" in r]
-    assert steps == list(range(10, 61, 10))  # each logged step once, in order
+    assert steps == list(range(10, 31, 10))  # each logged step once, in order
     assert [r["step"] for r in log if "val_loss" in r] == steps
 
     argv = ["export", "straight", "--quantize", "int8", "--calibration", "data", "--max-source-len", "24",
             "--max-target-len", "44", "--calibration-samples", "8", "--parity-samples", "8"]
     t = timed([*argv, "--out", "exported"], tmp_path, env)
     killed = kill_anywhere([*argv, "--out", "killed-export"], tmp_path, out=tmp_path / "killed-export", duration=t,
-                           points=3, seed=17, env=env, startup=2.5)
+                           points=2, seed=17, env=env, startup=2.5)
     check(killed, tmp_path / "killed-export", "export")
     a = json.loads((tmp_path / "exported" / "export.json").read_text())
     b = json.loads((tmp_path / "killed-export" / "export.json").read_text())

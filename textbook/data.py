@@ -11,3 +11,8 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"bundled directory {name!r} is missing from this install")
+
+
+def preset_names() -> list[str]:
+    """The bundled filter presets, the stems of filters/*.yaml, sorted."""
+    return sorted(p.stem for p in data_dir("filters").glob("*.yaml"))

@@ -12,6 +12,12 @@ from textbook.data import data_dir
 from textbook.errors import ConfigError, TextbookError
 
 
+def with_article(phrase: str) -> str:
+    """`{{ difficulty | article }}`: "an intermediate", "a beginner". Decided by the first letter, which
+    is right for every bundled value (not for "an hour" or "a user": word such values to suit)."""
+    return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     name: str
@@ -39,6 +45,7 @@ class Prompts:
             self.dirs.insert(0, override)
         # StrictUndefined: a missing variable is an error, never an empty string in a prompt.
         self._env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._env.filters["article"] = with_article
         self._cache: dict[str, Template] = {}
 
     def get(self, name: str) -> Template:

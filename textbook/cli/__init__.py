@@ -11,11 +11,25 @@ import importlib
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from textbook.errors import TextbookError
 
+# The order `textbook --help` lists commands in: the two main jobs first, then the pipeline's order.
+# Typer lists plain commands before groups (`gen`, `filter`, `tokenizer`, `eval` are groups), which
+# put the main jobs last. A name missing here is listed after these, in registration order.
+HELP_ORDER = ("gen", "filter", "shards", "tokenizer", "train", "eval", "export", "infer")
+
+
+class _Listed(TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(HELP_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
     name="textbook",
+    cls=_Listed,
     help="Make small language models good through data: synthetic textbooks and exercises from a teacher LLM, "
     "settings-agent samples, filtered web text, all as Arrow shards; then train a Mu model and export it for NPUs.",
     no_args_is_help=True,
@@ -40,7 +54,7 @@ def _root(
     """Config precedence everywhere: flags > textbook.toml (or --config FILE) > environment > defaults."""
 
 
-# Command modules, in the order `textbook --help` lists them; each has `register(app)`.
+# Command modules, each with `register(app)` (HELP_ORDER, not this, orders `textbook --help`).
 # `settings` adds `gen settings` onto the `gen` group, so it comes after `gen`.
 COMMANDS = ("gen", "settings", "filter", "shards", "train", "export")
 

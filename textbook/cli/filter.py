@@ -7,7 +7,6 @@ that subcommand, anything else runs the hidden `run` command with all the words.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from textbook.cli import options
+from textbook.data import preset_names
 
 
 class _DefaultGroup(TyperGroup):
@@ -54,7 +54,7 @@ filter_app = typer.Typer(
 def run(
     files: List[str] = typer.Argument(..., help="Parquet, JSONL or Arrow files, directories or globs.", show_default=False),
     out: Path = typer.Option(Path("runs/filter"), "--out", "-o", help="Output directory (kept/, removed/, report.*). Rerun the same command to resume."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name in filters/ (default, fineweb, dedup-only) or a YAML file. (default: default)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Preset name in filters/ ({', '.join(preset_names())}) or a YAML file. (default: default)"),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text. (default: text)"),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids; without one, ids are FILE#ROW. An id that repeats an earlier row's (two files numbered from 0) is kept, renamed ID@FILE#ROW, and counted in the report. (default: id)"),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train`. (default: the bundled one)"),
@@ -170,7 +170,21 @@ def annotate(
     cfg = AnnotateConfig(n=n, prompt=prompt, text_column=text_column, id_column=id_column, chars=chars, seed=seed,
                          cache=not no_cache)
     result = run_annotate(files, out, cfg, teacher, prompts_dir=prompts)
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo(annotate_summary(result))
+
+
+def annotate_summary(result: dict) -> str:
+    lines = [f"{result['sampled']:,} documents sampled: {result['scored']:,} scored, {result['rejected']:,} rejected",
+             "  scores  " + "   ".join(f"{k}: {v:,}" for k, v in result["score_counts"].items())]
+    t = result["teacher"]
+    if t.get("requests") or t.get("cache_hits"):
+        cost = f"${t['cost_usd']:,.4f}" if t["priced"] else "cost unknown: the model is not in the price table"
+        lines.append(f"  teacher: {t['requests']:,} requests, {t['cache_hits']:,} cache hits, {t['retries']:,} retries; "
+                     f"{t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens ({cost})")
+    else:
+        lines.append("  teacher: nothing asked (every sampled document was already scored; delete the directory to redo it)")
+    lines.append(f"labels: {result['out']}  (next: textbook filter train {result['out']} --out MODEL_DIR)")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

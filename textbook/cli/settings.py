@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         base_url: str = options.BASE_URL,
         api_key: str = options.API_KEY,
         concurrency: int = typer.Option(None, "--concurrency", "-c", help="Teacher requests in flight at most. (default: 16)"),
-        config: Path = typer.Option(None, "--config", help="Config file with [settings] and [teacher] tables. (default: ./textbook.toml when present)"),
+        config: Path = typer.Option(None, "--config", help="Config file with \\[settings] and \\[teacher] tables. (default: ./textbook.toml when present)"),
         prompts: Path = typer.Option(None, "--prompts", help="Directory overriding prompts/settings_paraphrase.j2 and settings_judge.j2 by name."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the teacher response cache."),
     ) -> None:

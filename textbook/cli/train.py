@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         log_every: Optional[int] = typer.Option(None, help="Steps between log lines (default 10)."),
         checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints (default 200)."),
         resume: Optional[bool] = typer.Option(None, "--resume", help="Continue the run in --out exactly where it stopped (one killed before its first checkpoint starts over)."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Config file (default ./textbook.toml); section [train]."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Config file (default ./textbook.toml); section \\[train]."),
     ) -> None:
         """Train a Mu encoder-decoder (Muon + AdamW, warmup-stable-decay) on Arrow shards.
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from textbook.config import public_dict, resolve
-from textbook.data import data_dir
+from textbook.data import data_dir, preset_names
 from textbook.errors import ConfigError
 
 
@@ -148,8 +148,7 @@ def preset_path(name_or_path: str) -> Path:
         return path
     bundled = data_dir("filters") / f"{name_or_path}.yaml"
     if not bundled.is_file():
-        names = sorted(p.stem for p in data_dir("filters").glob("*.yaml"))
-        raise ConfigError(f"no preset named {name_or_path!r}: use one of {', '.join(names)} or a YAML file path")
+        raise ConfigError(f"no preset named {name_or_path!r}: use one of {', '.join(preset_names())} or a YAML file path")
     return bundled
 
 

@@ -27,7 +27,7 @@ class GenConfig:
     )
     textbook_styles: tuple[str, ...] = (
         "textbook chapter", "step-by-step tutorial", "set of worked examples",
-        "questions and answers session", "lecture notes",
+        "questions and answers session", "set of lecture notes",
     )
     exercise_styles: tuple[str, ...] = (
         "a short utility function", "a data-processing task", "an algorithmic puzzle",

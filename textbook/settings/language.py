@@ -18,7 +18,6 @@ from textbook.errors import TextbookError
 from textbook.settings.yamlfile import load_yaml
 
 F, A, K, S, V, N = range(6)
-KIND_NAMES = "FAKSVN"
 DIR = Path(__file__).resolve().parent / "language"
 _SLOT = re.compile(r"^(.*?)\{(\w+)\}(.*)$")
 SLOTS = {"name", "task", "value", "option", "other", "amount", "up", "down", "x"}

@@ -1,4 +1,5 @@
-"""The target a settings model emits: one compact JSON function call. Grammar in TARGET.md.
+"""The target a settings model emits: one compact JSON function call. Grammar in FORMAT.md
+("The target grammar"), beside this file.
 
     {"action":"none"}                                   not a settings request
     {"action":"open","id":"display.brightness"}         open a page, or the page of a setting

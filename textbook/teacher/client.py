@@ -131,10 +131,6 @@ class Teacher:
     def url(self) -> str:
         return public_url(self.config.base_url or "https://api.openai.com/v1")
 
-    def set_total(self, total: int | None) -> None:
-        """How many completions the progress bar should expect (map() adds its jobs itself)."""
-        self._progress.set_total(total)
-
     async def check(self) -> None:
         """Fail fast, in seconds, with one line on what to fix: unreachable endpoint, bad key, unknown model."""
         await check_endpoint(self._client, self.config)
