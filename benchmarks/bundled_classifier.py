@@ -17,12 +17,12 @@ import numpy as np
 
 from textbook.filter.classifier import bundled_classifier_dir
 from textbook.filter.features import FeatureConfig
-from textbook.filter.train import TrainConfig, cross_validate, fit, metrics
+from textbook.filter.train import ClassifierTrainConfig, cross_validate, fit, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "labels"
 FEATURES = FeatureConfig()  # word 1-2 + char 3-5 grams (first 2,000 chars), 2**18 buckets, count/n, no style stats
-TRAIN = TrainConfig(C=16.0)
+TRAIN = ClassifierTrainConfig(C=16.0)
 HUMAN_WEIGHT = 3.0  # the human-labelled rows count 3x: they are the labels that mean "quality"
 SELECTION = """Chosen by 5-fold cross-validation on train.jsonl only (out-of-fold ROC AUC on its DCLM rows and
 on its web rows), over: n-gram families (word 1 or 1-2 grams; char 3-5 grams or none; char only),

@@ -80,7 +80,7 @@ def pipeline(url: str, kind: str, n: int, concurrency: int) -> tuple[float, floa
 
 def teacher_only(url: str, n: int, concurrency: int) -> tuple[float, float]:
     """Wall and CPU seconds for the bare teacher client to complete the same requests (no cache, no pipeline)."""
-    from textbook.gen import textbook
+    from textbook.gen import section
     from textbook.gen.plan import Axes, build_plan, load_vocabulary
     from textbook.prompts import Prompts
     from textbook.teacher.client import Teacher
@@ -88,7 +88,7 @@ def teacher_only(url: str, n: int, concurrency: int) -> tuple[float, float]:
     gen = GenConfig(n=n)
     axes = Axes(gen.audiences, gen.styles, gen.difficulties, gen.words_per_prompt)
     plan = build_plan(TREE, n=n, seed=1, axes=axes, vocabulary=load_vocabulary(), function_names=False)
-    requests = [textbook.render(Prompts(), item) for item in plan]
+    requests = [section.render(Prompts(), item) for item in plan]
 
     async def run() -> tuple[float, float]:
         config = TeacherConfig(base_url=url, model="fake-model", api_key="sk-bench", concurrency=concurrency, cache=False)
@@ -105,14 +105,14 @@ def raw_client(url: str, n: int, concurrency: int) -> float:
     pipeline) sending the same textbook prompts: what this server and machine allow any client."""
     from urllib.parse import urlsplit
 
-    from textbook.gen import textbook
+    from textbook.gen import section
     from textbook.gen.plan import Axes, build_plan, load_vocabulary
     from textbook.prompts import Prompts
 
     gen = GenConfig(n=n)
     axes = Axes(gen.audiences, gen.styles, gen.difficulties, gen.words_per_prompt)
     prompts = Prompts()
-    bodies = [json.dumps({"model": "fake-model", "messages": textbook.render(prompts, item).messages}).encode()
+    bodies = [json.dumps({"model": "fake-model", "messages": section.render(prompts, item).messages}).encode()
               for item in build_plan(TREE, n=n, seed=1, axes=axes, vocabulary=load_vocabulary(), function_names=False)]
     where = urlsplit(url)
     path = f"{where.path}/chat/completions".encode()

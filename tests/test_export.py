@@ -33,7 +33,8 @@ SOURCE_LEN, CACHE_LEN = 24, 44  # the fixture's longest query is 19 tokens with 
 
 def _train_run(root: Path, data: Path) -> Path:
     """`textbook train` memorises the tiny settings set (the recipe of tests/test_mu_train.py)."""
-    from textbook.mu.train import TrainConfig, train
+    from textbook.mu.train import train
+    from textbook.mu.trainconfig import TrainConfig
 
     cfg = TrainConfig(data=(str(data),), out=str(root / "run"), preset="mu-tiny", vocab_size=300, batch_size=8,
                       lr=1e-2, warmup_steps=10, max_steps=120, checkpoint_every=120, log_every=60, eval_batches=1)

@@ -12,7 +12,7 @@ import pytest
 from textbook.errors import TextbookError
 from textbook.filter.classifier import EduClassifier, bundled_classifier_dir, load_classifier
 from textbook.filter.features import FeatureConfig, HashedFeatures
-from textbook.filter.train import TrainConfig, fit, metrics
+from textbook.filter.train import ClassifierTrainConfig, fit, metrics
 from textbook.minhash import WordTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def load(split: str, source: str | None = None) -> tuple[list[str], np.ndarray]:
 @pytest.fixture(scope="module")
 def model() -> EduClassifier:
     texts, y = load("train", "web")
-    return fit(texts, y, "binary", FeatureConfig(bits=18), TrainConfig(C=4.0))
+    return fit(texts, y, "binary", FeatureConfig(bits=18), ClassifierTrainConfig(C=4.0))
 
 
 def test_it_learns_educational_text_apart_from_web_pages(model):
@@ -97,7 +97,7 @@ def test_the_bundled_classifier_loads_and_has_a_model_card():
 def test_edu5_labels_train_a_regression_head():
     texts, y = load("train", "web")
     scores = np.where(y > 0, 4.0, 1.0) + (np.arange(len(y)) % 2)  # 0-5 style labels
-    m = fit(texts, scores, "edu5", FeatureConfig(bits=16), TrainConfig())
+    m = fit(texts, scores, "edu5", FeatureConfig(bits=16), ClassifierTrainConfig())
     s = m.score(texts[:40])
     assert s.min() >= 0 and s.max() <= 5
     out = metrics(scores[:40], s, "edu5", 3.0)
@@ -112,7 +112,7 @@ def test_embeddings_from_a_local_model_directory(tmp_path):
     pick = np.concatenate([np.flatnonzero(y == 0)[:12], np.flatnonzero(y == 1)[:12]])
     texts, y = [texts[i] for i in pick], y[pick]
     cfg = FeatureConfig(kind="embeddings", embeddings_model=str(model_dir), max_chars=500)
-    m = fit(texts, y, "binary", cfg, TrainConfig())
+    m = fit(texts, y, "binary", cfg, ClassifierTrainConfig())
     m.save(tmp_path / "emb")
     again = EduClassifier.load(tmp_path / "emb")
     np.testing.assert_allclose(again.score(texts[:4]), m.score(texts[:4]), rtol=1e-4, atol=1e-4)

@@ -257,7 +257,14 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path):
         run([path], tmp_path / "out", preset="fineweb")
 
 
-def test_two_workers_give_the_same_decisions_as_one(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_two_workers_give_the_same_decisions_as_one(tmp_path, monkeypatch, start):
+    import multiprocessing
+
+    import textbook.workers
+
+    # spawn: what platforms without fork use; the workers get the analyser from their initializer
+    monkeypatch.setattr(textbook.workers, "mp_context", lambda: multiprocessing.get_context(start))
     path, _ = corpus(tmp_path)
     run([path], tmp_path / "one", workers=1)
     run([path], tmp_path / "two", workers=2)
@@ -362,3 +369,24 @@ def test_touching_an_input_does_not_block_a_resume_but_new_bytes_do_and_say_what
         run([path], tmp_path / "out", preset="dedup-only")
     with pytest.raises(TextbookError, match=r"config\.run\.threshold: null -> 2\.5"):
         run([path], tmp_path / "out", preset="dedup-only", threshold=2.5)
+
+
+def test_a_step_is_one_module_named_in_a_preset(tmp_path):
+    # filter/language.py is such a step; fineweb.yaml names it (FineWeb keeps English pages only).
+    docs = [{"id": r["id"], "text": r["text"]} for r in real_docs()]
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "web.parquet")
+    report = run([tmp_path / "web.parquet"], tmp_path / "out", preset="fineweb")
+    removed = {r["id"]: r["reason"] for r in read_table(tmp_path / "out" / "removed").to_pylist()}
+    german = [d["id"] for d in docs if d["id"].startswith("traf-cache-") and ".de." in d["id"]]
+    assert german and all(removed.get(i) == "language_de" for i in german)  # real German pages, by their words
+    assert "language_de" in report["reasons"]["heuristics"]
+    steps = [name for name in report["timing"]["stages"] if name.startswith("  step ")]
+    assert steps == ["  step language", "  step gopher_repetition", "  step gopher_quality", "  step c4", "  step fineweb"]
+    assert report["timing"]["stages"]["  step language"]["docs"] == len(docs) - report["removed_by_stage"]["input"]
+
+    (tmp_path / "bad.yaml").write_text("table: {enabled: true}\n")  # a module that is not a step
+    with pytest.raises(TextbookError, match="unknown stage 'table'.*defines Config and Step"):
+        load_preset(str(tmp_path / "bad.yaml"))
+    (tmp_path / "bad.yaml").write_text("language: {keep: [xx]}\n")
+    with pytest.raises(TextbookError, match="no function words for xx"):
+        run([tmp_path / "web.parquet"], tmp_path / "out2", preset=str(tmp_path / "bad.yaml"))

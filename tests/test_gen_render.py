@@ -7,7 +7,7 @@ import json
 import pytest
 
 from textbook.errors import TextbookError
-from textbook.gen import exercise, textbook
+from textbook.gen import exercise, section
 from textbook.gen.boilerplate import strip_boilerplate
 from textbook.gen.plan import PlanItem
 from textbook.gen.request import ParseError
@@ -39,16 +39,16 @@ Each call to `make_counter` creates a fresh `count`, so two counters never share
 
 
 def test_textbook_render_puts_every_constraint_in_the_prompt():
-    request = textbook.render(Prompts(), ITEM)
+    request = section.render(Prompts(), ITEM)
     (message,) = request.messages
     text = message["content"]
     for part in ("Closures", "Python > Functions > Closures", "college students", "tutorial", "advanced", "lantern, copper, owl"):
         assert part in text
     assert request.template == "textbook" and len(request.template_sha) == 16 and len(request.prompt_sha) == 16
-    assert textbook.render(Prompts(), ITEM) == request  # pure: same item, same request
+    assert section.render(Prompts(), ITEM) == request  # pure: same item, same request
 
 
-@pytest.mark.parametrize("generator", [textbook, exercise])
+@pytest.mark.parametrize("generator", [section, exercise])
 @pytest.mark.parametrize(("difficulty", "phrase"), [("intermediate", "an intermediate level"), ("advanced", "an advanced level"),
                                                     ("expert", "an expert level"), ("beginner", "a beginner level")])
 def test_render_puts_the_right_article_before_the_difficulty(generator, difficulty, phrase):
@@ -59,23 +59,23 @@ def test_render_puts_the_right_article_before_the_difficulty(generator, difficul
 
 def test_prompt_sha_changes_with_the_constraints():
     other = PlanItem(7, ITEM.topic_path, "researchers", ITEM.style, ITEM.difficulty, ITEM.words, None, 1)
-    assert textbook.render(Prompts(), other).prompt_sha != textbook.render(Prompts(), ITEM).prompt_sha
+    assert section.render(Prompts(), other).prompt_sha != section.render(Prompts(), ITEM).prompt_sha
 
 
 def test_user_prompts_dir_overrides_a_template(tmp_path):
     (tmp_path / "textbook.j2").write_text("Explain {{ topic }} to {{ audience }}.")
-    request = textbook.render(Prompts(tmp_path), ITEM)
+    request = section.render(Prompts(tmp_path), ITEM)
     assert request.messages[0]["content"] == "Explain Closures to college students.\n"
     (tmp_path / "textbook.j2").write_text("Explain {{ subject }}.")
     with pytest.raises(TextbookError, match="subject"):
-        textbook.render(Prompts(tmp_path), ITEM)
+        section.render(Prompts(tmp_path), ITEM)
 
 
 def test_textbook_parse_strips_boilerplate_and_fences():
     reply = "Sure! Here is a textbook section on closures.\n\n" + SECTION + "\nHappy coding! I hope this helps."
-    assert textbook.parse(reply) == SECTION
+    assert section.parse(reply) == SECTION
     # a teacher that wraps its whole answer as a ```markdown block, code fences inside and all
-    assert textbook.parse("```markdown\n" + SECTION + "```") == SECTION
+    assert section.parse("```markdown\n" + SECTION + "```") == SECTION
 
 
 @pytest.mark.parametrize(
@@ -88,13 +88,13 @@ def test_textbook_parse_strips_boilerplate_and_fences():
 )
 def test_textbook_parse_rejects_with_a_reason(reply, reason):
     with pytest.raises(ParseError) as err:
-        textbook.parse(reply)
+        section.parse(reply)
     assert err.value.reason == reason
 
 
 def test_textbook_parse_accepts_interactive_sessions():
     reply = SECTION + "\n```python\n>>> 1 + 1\n2\n```\n"
-    assert ">>> 1 + 1" in textbook.parse(reply)
+    assert ">>> 1 + 1" in section.parse(reply)
 
 
 def test_boilerplate_only_touches_openings_and_sign_offs():

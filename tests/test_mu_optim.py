@@ -72,7 +72,7 @@ def test_wsd_sqrt_cooldown_leaves_the_peak_faster_than_linear():
 
 def test_train_config_rejects_numbers_out_of_range():
     from textbook.errors import TextbookError
-    from textbook.mu.train import TrainConfig
+    from textbook.mu.trainconfig import TrainConfig
 
     for bad, message in (({"decay_fraction": 1.5}, "from 0 to 1"), ({"lr": 0.0}, "--lr must be positive"),
                          ({"batch_size": 0}, "--batch-size must be positive"), ({"bpe_dropout": 1.0}, "below 1"),

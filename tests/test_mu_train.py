@@ -21,7 +21,8 @@ from textbook.mu.distill import kd_loss  # noqa: E402
 from textbook.mu.lora import LoRALinear, apply_lora, merge_lora  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
 from textbook.mu.tokenizer import load_tokenizer  # noqa: E402
-from textbook.mu.train import TrainConfig, train  # noqa: E402
+from textbook.mu.train import train  # noqa: E402
+from textbook.mu.trainconfig import TrainConfig  # noqa: E402
 import textbook.mu.train as train_module  # noqa: E402
 
 FAST = dict(preset="mu-tiny", vocab_size=300, batch_size=8, lr=1e-2, warmup_steps=10, log_every=5, eval_batches=2)
@@ -61,7 +62,7 @@ def test_overfits_a_tiny_settings_set_to_100_percent(trained):
 
 def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
     from textbook.mu.eval import _judge, eval_settings
-    from textbook.settings.target import load_catalogue
+    from textbook.settings.catalogue import load_catalogue
 
     tmp, data, _ = trained
     report = eval_settings(tmp / "run", [data], split="validation", latency_samples=5, progress=False)
@@ -116,7 +117,7 @@ def test_settings_runs_read_queries_lowercased_everywhere(trained):
     assert tok.decode(model.generate(torch.tensor(_encode(tok, [shouted], cfg)))[0]) == target
     texts = list(texts_from_shards([data], ["query", "target"], lowercase=["query"]))  # tokenizer training
     assert set(texts) == {q.lower() for q, *_ in SETTINGS} | {t for _, t, *_ in SETTINGS}
-    from textbook.mu.setup import lowercase_source
+    from textbook.mu.trainconfig import lowercase_source
 
     assert not lowercase_source(TrainConfig(task="pretrain"))  # text keeps its case unless asked
     assert not lowercase_source(TrainConfig(task="settings", lowercase_source=False))  # --keep-case
@@ -126,7 +127,7 @@ def test_settings_runs_spell_correct_queries_everywhere(trained):
     from textbook.mu.checkpoint import load_lexicon
     from textbook.mu.data import BatchStream
     from textbook.mu.eval import _encode
-    from textbook.mu.setup import spell_correct
+    from textbook.mu.trainconfig import spell_correct
 
     tmp, data, _ = trained
     _, cfg = load_model(tmp / "run")

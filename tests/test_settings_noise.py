@@ -7,11 +7,11 @@ import random
 import pytest
 
 from textbook.settings.config import SettingsConfig
-from textbook.settings.language import A, F, K, N, S, V, load_lexicon
+from textbook.settings.language import A, F, K, N, S, V, load_noise_lexicon
 from textbook.settings.noise import OPS, Noiser
 from textbook.settings.pipeline import build_context, candidate_chunk
 
-LEX = load_lexicon()
+LEX = load_noise_lexicon()
 NOISER = Noiser(LEX)
 # (text, kinds): a command with a negation-free strict word, a value request, a question with punctuation.
 SEEDS = [

@@ -12,9 +12,10 @@ import time
 import pyarrow.dataset as pads
 import pytest
 
+from textbook.contract import parse_target, validate_target
+from textbook.settings.catalogue import load_catalogue
 from textbook.settings.config import SettingsConfig
 from textbook.settings.run import generate_settings
-from textbook.settings.target import load_catalogue, parse_target, validate_target
 from textbook.shards import read_manifest, read_table
 from tests.clirun import run_cli
 

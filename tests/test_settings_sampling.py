@@ -12,7 +12,7 @@ import pytest
 
 from textbook.settings.catalogue import load_catalogue
 from textbook.settings.config import SettingsConfig
-from textbook.settings.language import load_lexicon, norm
+from textbook.settings.language import load_noise_lexicon, norm
 from textbook.settings.pipeline import build_context, group_text
 from textbook.settings.run import generate_settings
 from textbook.settings.sampling import DupCap, confusable_groups, setting_weights, split_of
@@ -88,7 +88,7 @@ def test_dataset_balance_floor_and_out_of_scope_share(offline):
 
 def test_splits_are_grouped_by_seed_without_leakage(offline):
     _, rows, _ = offline
-    lex = load_lexicon()
+    lex = load_noise_lexicon()
     split_of_seed: dict[str, set] = defaultdict(set)
     split_of_text: dict[tuple, set] = defaultdict(set)
     for r in rows:

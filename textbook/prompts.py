@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-from textbook.data import data_dir
+from textbook.bundled import data_dir
 from textbook.errors import ConfigError, TextbookError
 
 

@@ -44,9 +44,11 @@ def die_with_parent(parent: int, init: Callable[..., Any] | None = None, *args: 
         init(*args)
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool whose workers die with this process."""
-    return ProcessPoolExecutor(workers, mp_context=mp_context(), initializer=die_with_parent, initargs=(os.getpid(),))
+def process_pool(workers: int, init: Callable[..., Any] | None = None, *args: Any) -> ProcessPoolExecutor:
+    """A process pool whose workers die with this process and then run `init(*args)` (fork hands the
+    arguments over as they are; spawn pickles them)."""
+    return ProcessPoolExecutor(workers, mp_context=mp_context(), initializer=die_with_parent,
+                               initargs=(os.getpid(), init, *args))
 
 
 def worker_pool(workers: int, init: Callable[..., Any] | None = None, *args: Any):

@@ -13,8 +13,8 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
+from textbook.bundled import preset_names
 from textbook.cli import options
-from textbook.data import preset_names
 
 
 class _DefaultGroup(TyperGroup):
@@ -123,10 +123,10 @@ def train(
     Example: textbook filter train labels/ --out models/edu
     """
     from textbook.filter.features import FeatureConfig
-    from textbook.filter.train import TrainConfig, train as fit_model
+    from textbook.filter.train import ClassifierTrainConfig, train as fit_model
 
     fc = FeatureConfig(kind=features, embeddings_model=str(embeddings_model) if embeddings_model else None)
-    result = fit_model(labels, out, features=fc, config=TrainConfig(text_column=text_column, label_column=label_column,
+    result = fit_model(labels, out, features=fc, config=ClassifierTrainConfig(text_column=text_column, label_column=label_column,
                                                                      threshold=threshold, folds=folds, C=c))
     cv = result["cross_validation"]
     (tn, fp), (fn, tp) = cv["confusion_matrix"]

@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
         from textbook.mu import require_train_deps
 
         require_train_deps()
-        from textbook.mu.train import TrainConfig, train as run_training
+        from textbook.mu.train import train as run_training
+        from textbook.mu.trainconfig import TrainConfig
 
         cfg = resolve(TrainConfig, cli=cli, file=load_config_file(config).get("train", {}), section="train")
         summary = run_training(cfg)
@@ -136,8 +137,10 @@ def register(app: typer.Typer) -> None:
 
         require_train_deps()
         from textbook.mu.eval import eval_settings as run_eval
+        from textbook.settings.config import catalogue_for
 
-        report = run_eval(run, data, split=split, catalogue=catalogue, batch_size=batch_size,
+        # The catalogue is the data side's: loaded here, so the trainer's evaluator never imports textbook.settings.
+        report = run_eval(run, data, split=split, catalogue=catalogue_for(data, catalogue), batch_size=batch_size,
                           latency_samples=latency_samples, limit=limit, device=device)
         if as_json:
             typer.echo(json.dumps(report, indent=2))

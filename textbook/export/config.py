@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textbook.contract import TEST, TRAIN
 from textbook.errors import ConfigError
 
 QUANTIZE = ("none", "int8", "a16w8", "dynamic")
@@ -15,8 +16,8 @@ class ExportConfig:
     quantize: tuple[str, ...] = ("none",)
     # Settings shards (query, target[, split]): calibration rows and the held-out parity split.
     calibration: str | None = None
-    calibration_split: str = "train"
-    parity_split: str = "test"
+    calibration_split: str = TRAIN
+    parity_split: str = TEST
     # Static shapes. None = the model's own limits; settings queries are short, and every encoder
     # run pays for all max_source_len positions, so a smaller value is faster.
     max_source_len: int | None = None

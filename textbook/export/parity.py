@@ -7,7 +7,7 @@
 - quantized: greedy decoding on a held-out split, against the PyTorch model's greedy decoding:
   token agreement (position by position, over the longer of the two sequences, EOS included) and
   task exact match (the emitted call equals the target, in the canonical text of
-  `textbook.settings.target`, which is what `textbook eval settings` scores).
+  `textbook.contract`, which is what `textbook eval settings` scores).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from textbook.contract import TargetError, canonical
 from textbook.export.deps import need
 
 FP32_ATOL = 1e-4
@@ -102,8 +103,6 @@ def logit_parity(model, runner, sources: list[list[int]], greedy: list[list[int]
 
 def same_call(output: str, target: str) -> bool:
     """Exact match of a function call: canonical texts equal (plain text equality outside the grammar)."""
-    from textbook.settings.target import TargetError, canonical
-
     if output.strip() == target.strip():
         return True
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from textbook.contract import QUERY, SPLIT, TARGET
 from textbook.errors import TextbookError
 from textbook.shards import read_manifest, read_table
 
@@ -30,7 +31,7 @@ def read_samples(directory: str | Path, *, split: str | None, limit: int, seed: 
     if manifest is None:
         raise TextbookError(f"{directory} is not a shard directory (no manifest.json): pass settings shards from `textbook gen settings`")
     types = {f["name"]: f["type"] for f in manifest["schema"]}
-    wanted = ["query", "target"] if need_target else ["query"]
+    wanted = [QUERY, TARGET] if need_target else [QUERY]
     bad = [c for c in wanted if types.get(c) not in ("string", "large_string")]
     if bad:
         have = ", ".join(f"{n}: {t}" for n, t in types.items())
@@ -38,10 +39,10 @@ def read_samples(directory: str | Path, *, split: str | None, limit: int, seed: 
             f"{directory} does not have the settings schema: it needs string column(s) {', '.join(bad)} "
             f"(it has {have}); pass shards from `textbook gen settings`"
         )
-    columns = [c for c in ("query", "target", "split") if c in types]
+    columns = [c for c in (QUERY, TARGET, SPLIT) if c in types]
     table = read_table(directory, columns)
-    if split and "split" in types:
-        table = table.filter(pc.equal(table["split"], split))
+    if split and SPLIT in types:
+        table = table.filter(pc.equal(table[SPLIT], split))
         if table.num_rows == 0:
             raise TextbookError(f"{directory} has no rows in split {split!r}: pick another --split")
     if table.num_rows == 0:
@@ -49,6 +50,6 @@ def read_samples(directory: str | Path, *, split: str | None, limit: int, seed: 
     rows = list(range(table.num_rows))
     random.Random(seed).shuffle(rows)
     rows = sorted(rows[:limit])
-    queries = table["query"].take(rows).to_pylist()
-    targets = table["target"].take(rows).to_pylist() if "target" in columns else [None] * len(rows)
+    queries = table[QUERY].take(rows).to_pylist()
+    targets = table[TARGET].take(rows).to_pylist() if TARGET in columns else [None] * len(rows)
     return [Sample(q, t) for q, t in zip(queries, targets) if q]

@@ -99,7 +99,7 @@ class Analyser:
         timers["tokens"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        for i, r in zip(todo, self.heuristics.reasons(sub, words)):
+        for i, r in zip(todo, self.heuristics.reasons(sub, words, timers)):
             if r is not None:
                 reason[i], stage[i] = r, "heuristics"
         timers["heuristics"] += time.perf_counter() - t
@@ -124,7 +124,12 @@ class Analyser:
             timers["classifier"] += time.perf_counter() - t
 
 
-_WORKER: Analyser | None = None
+_WORKER: Analyser | None = None  # each worker process's own, set by its initializer
+
+
+def _start_worker(analyser: Analyser) -> None:
+    global _WORKER
+    _WORKER = analyser
 
 
 def _work(job):
@@ -133,13 +138,11 @@ def _work(job):
 
 def analyse_all(analyser: Analyser, jobs: Iterable, workers: int) -> Iterator[tuple[pa.RecordBatch, dict[str, float]]]:
     """Results in job order. With workers > 1, a bounded number of batches is in flight."""
-    global _WORKER
     if workers <= 1:
         for job in jobs:
             yield analyser(job)
         return
-    _WORKER = analyser  # inherited by the forked workers
-    with process_pool(workers) as pool:
+    with process_pool(workers, _start_worker, analyser) as pool:
         pending = []
         for job in jobs:
             pending.append(pool.submit(_work, job))

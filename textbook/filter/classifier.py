@@ -138,7 +138,7 @@ def _plain(obj):
 
 
 def bundled_classifier_dir() -> Path:
-    from textbook.data import data_dir
+    from textbook.bundled import data_dir
 
     return data_dir("filters") / "classifier"
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from textbook.bundled import data_dir, preset_names
 from textbook.config import public_dict, resolve
-from textbook.data import data_dir, preset_names
 from textbook.errors import ConfigError
+from textbook.filter.steps import step_module
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class Preset:
     dedup: Dedup = field(default_factory=Dedup)
     classifier: Classifier = field(default_factory=Classifier)
     name: str = "default"
+    # steps a preset adds by naming their module (filter/steps.py): ((name, its Config), ...), run first
+    added: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,11 +188,10 @@ def load_preset(name_or_path: str) -> Preset:
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path} must be a mapping of stages ({', '.join(_STAGE_TYPES)})")
     data.pop("description", None)
-    unknown = sorted(set(data) - set(_STAGE_TYPES))
-    if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(unknown)} in preset {path}; known: {', '.join(_STAGE_TYPES)}")
     stages = {name: _stage(cls, data.get(name), f"{path.name}: {name}") for name, cls in _STAGE_TYPES.items()}
-    preset = Preset(**stages, name=path.stem)
+    added = tuple((name, _stage(step_module(name, f"preset {path}").Config, values, f"{path.name}: {name}"))
+                  for name, values in data.items() if name not in _STAGE_TYPES)
+    preset = Preset(**stages, name=path.stem, added=added)
     if not 0.0 <= preset.dedup.verify <= 1.0:
         raise ConfigError(f"{path.name}: dedup.verify is an estimated Jaccard between 0 and 1, not {preset.dedup.verify}")
     if preset.dedup.keep not in KEEP_POLICIES:

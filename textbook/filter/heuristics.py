@@ -13,6 +13,7 @@ tokens, as the Gopher paper words them. Stop words are matched case-insensitivel
 from __future__ import annotations
 
 import re
+import time
 from typing import Sequence
 
 import numpy as np
@@ -85,45 +86,74 @@ class BatchStats:
         self.alpha_tokens = np.where(empty, 0, np.add.reduceat(marks == 2, bounds, dtype=np.int64))
 
 
+class Docs:
+    """The documents a batch's heuristic steps look at: their texts, the WordTable of exactly these texts,
+    and per-document numbers several steps share, computed once on first use."""
+
+    def __init__(self, texts: Sequence[str], words: WordTable, stop_hashes: np.ndarray):
+        self.texts, self.words, self._stop_hashes = texts, words, stop_hashes
+        self._stats: BatchStats | None = None
+        self._ngrams: dict[tuple, dict[int, np.ndarray]] = {}
+
+    @property
+    def stats(self) -> BatchStats:
+        if self._stats is None:
+            self._stats = BatchStats(self.words, self._stop_hashes)
+        return self._stats
+
+    def ngram_chars(self, top_ns: tuple[int, ...], dup_ns: tuple[int, ...]) -> dict[int, np.ndarray]:
+        if (top_ns, dup_ns) not in self._ngrams:
+            self._ngrams[(top_ns, dup_ns)] = ngram_repetition(self.words, top_ns, dup_ns)
+        return self._ngrams[(top_ns, dup_ns)]
+
+
 class Heuristics:
-    """All heuristic filters of a preset: `reasons(texts)` -> one reason (or None = keep) per text."""
+    """The heuristic steps of a preset, in order: `reasons(texts, words)` -> one reason (or None = keep)
+    per text, the first step a document fails naming it. A step is any object with a `name` and
+    `__call__(docs, rows) -> reasons` for the documents `rows` still in (filter/steps.py builds the list)."""
 
     def __init__(self, preset: Preset):
-        self.gq: GopherQuality = preset.gopher_quality
-        self.gr: GopherRepetition = preset.gopher_repetition
-        self.c4: C4 = preset.c4
-        self.fw: FineWeb = preset.fineweb
-        self.stop_hashes = np.unique(WordTable([" ".join(self.gq.stop_words)]).hashes)
+        from textbook.filter.steps import build_steps
+
+        self.steps = build_steps(preset)
+        stop_words = preset.gopher_quality.stop_words
+        self.stop_hashes = np.unique(WordTable([" ".join(stop_words)]).hashes)
 
     @property
     def enabled(self) -> bool:
-        return self.gq.enabled or self.gr.enabled or self.c4.enabled or self.fw.enabled
+        return bool(self.steps)
 
-    def reasons(self, texts: Sequence[str], words: WordTable) -> list[str | None]:
-        """`words` is the WordTable of exactly these texts."""
-        if not self.enabled:
-            return [None] * len(texts)
-        stats = BatchStats(words, self.stop_hashes)
-        rep = {}
-        if self.gr.enabled:
-            rep = ngram_repetition(words, tuple(n for n, _ in self.gr.top_n_grams), tuple(n for n, _ in self.gr.dup_n_grams))
-        out: list[str | None] = []
-        for i, text in enumerate(texts):
-            reason = None
-            if self.gr.enabled:
-                reason = self._repetition(text, rep, i)
-            if reason is None and self.gq.enabled:
-                reason = self._quality(text, i, stats)
-            if reason is None and self.c4.enabled:
-                reason = self._c4(text)
-            if reason is None and self.fw.enabled:
-                reason = self._fineweb(text, int(stats.tokens[i]))
-            out.append(reason)
+    def reasons(self, texts: Sequence[str], words: WordTable, timers: dict[str, float] | None = None) -> list[str | None]:
+        """`words` is the WordTable of exactly these texts; `timers` gets each step's seconds."""
+        out: list[str | None] = [None] * len(texts)
+        docs = Docs(texts, words, self.stop_hashes)
+        rows = list(range(len(texts)))
+        for step in self.steps:
+            if not rows:
+                break
+            t = time.perf_counter()
+            for i, reason in zip(rows, step(docs, rows)):
+                out[i] = reason
+            if timers is not None:  # seconds and documents per step, for the report
+                timers[f"step.{step.name}"] = timers.get(f"step.{step.name}", 0.0) + time.perf_counter() - t
+                timers[f"docs.{step.name}"] = timers.get(f"docs.{step.name}", 0.0) + len(rows)
+            rows = [i for i in rows if out[i] is None]
         return out
 
-    # -- Gopher repetition ---------------------------------------------------------------------------
-    def _repetition(self, text: str, ngram_chars: dict[int, np.ndarray], i: int) -> str | None:
-        c = self.gr
+
+class GopherRepetitionStep:
+    name = "gopher_repetition"
+
+    def __init__(self, config: GopherRepetition):
+        self.config = config
+
+    def __call__(self, docs: Docs, rows: list[int]) -> list[str | None]:
+        c = self.config
+        ngrams = docs.ngram_chars(tuple(n for n, _ in c.top_n_grams), tuple(n for n, _ in c.dup_n_grams))
+        return [self._reason(docs.texts[i], ngrams, i) for i in rows]
+
+    def _reason(self, text: str, ngram_chars: dict[int, np.ndarray], i: int) -> str | None:
+        c = self.config
         n_chars = max(len(text), 1)
         # str.split instead of datatrove's regexes (\n{2,} and \n+): same pieces, ~5x faster
         paragraphs = [p for p in (q.strip("\n") for q in text.strip().split("\n\n")) if p] or [""]
@@ -146,9 +176,17 @@ class Heuristics:
                 return f"gopher_duplicated_{n}_n_grams"
         return None
 
-    # -- Gopher quality ------------------------------------------------------------------------------
-    def _quality(self, text: str, i: int, s: BatchStats) -> str | None:
-        c = self.gq
+class GopherQualityStep:
+    name = "gopher_quality"
+
+    def __init__(self, config: GopherQuality):
+        self.config = config
+
+    def __call__(self, docs: Docs, rows: list[int]) -> list[str | None]:
+        return [self._reason(docs.texts[i], i, docs.stats) for i in rows]
+
+    def _reason(self, text: str, i: int, s: BatchStats) -> str | None:
+        c = self.config
         n_words = int(s.words[i])
         if n_words < c.min_doc_words:
             return "gopher_short_doc"
@@ -176,9 +214,17 @@ class Heuristics:
             return "gopher_few_stop_words"
         return None
 
-    # -- C4 ------------------------------------------------------------------------------------------
-    def _c4(self, text: str) -> str | None:
-        c = self.c4
+class C4Step:
+    name = "c4"
+
+    def __init__(self, config: C4):
+        self.config = config
+
+    def __call__(self, docs: Docs, rows: list[int]) -> list[str | None]:
+        return [self._reason(docs.texts[i]) for i in rows]
+
+    def _reason(self, text: str) -> str | None:
+        c = self.config
         if c.lorem_ipsum and ("psum" in text or "PSUM" in text) and "lorem ipsum" in text.lower():
             return "c4_lorem_ipsum"
         if c.curly_bracket and "{" in text:
@@ -205,9 +251,18 @@ class Heuristics:
                 return None
         return "c4_too_few_sentences"
 
-    # -- FineWeb -------------------------------------------------------------------------------------
-    def _fineweb(self, text: str, tokens: int) -> str | None:
-        c = self.fw
+class FineWebStep:
+    name = "fineweb"
+
+    def __init__(self, config: FineWeb):
+        self.config = config
+
+    def __call__(self, docs: Docs, rows: list[int]) -> list[str | None]:
+        tokens = docs.stats.tokens
+        return [self._reason(docs.texts[i], int(tokens[i])) for i in rows]
+
+    def _reason(self, text: str, tokens: int) -> str | None:
+        c = self.config
         lines = [line for line in text.split("\n") if line.strip()]
         if not lines:
             return "fineweb_empty"

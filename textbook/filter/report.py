@@ -78,6 +78,8 @@ def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_
         "read (pass 1)": {"seconds": timings.get("read", 0.0), "docs": n},
         "tokenise": {"seconds": worker_s.get("tokens", 0.0), "docs": reached["heuristics"]},
         "heuristics": {"seconds": worker_s.get("heuristics", 0.0), "docs": reached["heuristics"]},
+        **{f"  step {k[5:]}": {"seconds": v, "docs": int(worker_s.get(f"docs.{k[5:]}", 0))}
+           for k, v in worker_s.items() if k.startswith("step.")},
         "minhash + text hashes": {"seconds": worker_s.get("minhash", 0.0), "docs": reached["dedup"]},
         "classifier": {"seconds": worker_s.get("classifier", 0.0), "docs": reached["classifier"]},
         "dedup decisions": {"seconds": timings.get("decide", 0.0), "docs": reached["dedup"]},

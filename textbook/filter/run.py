@@ -182,9 +182,8 @@ def load_parts(work: Path, bands: int, perms: int = 0) -> tuple[pa.Table, dict[s
     tables, timers = [], dict.fromkeys(TIMERS, 0.0)
     for path in sorted((work / "pass1").glob("part-*.arrow")):
         table = pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()  # no file handle stays open
-        for k, v in (table.schema.metadata or {}).items():
-            if k.decode() in timers:
-                timers[k.decode()] += float(v)
+        for k, v in (table.schema.metadata or {}).items():  # the stage timers and each step's
+            timers[k.decode()] = timers.get(k.decode(), 0.0) + float(v)
         tables.append(table.replace_schema_metadata(None))
     if not tables:
         return part_schema(bands, perms).empty_table(), timers

@@ -25,7 +25,7 @@ LABEL_COLUMNS = ("edu_score", "score", "label")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class ClassifierTrainConfig:
     text_column: str = "text"
     label_column: str | None = None  # default: the first of edu_score, score, label that exists
     threshold: float = 3.0
@@ -34,7 +34,7 @@ class TrainConfig:
     seed: int = 0
 
 
-def load_labels(paths: Sequence[str], config: TrainConfig) -> tuple[list[str], np.ndarray, str]:
+def load_labels(paths: Sequence[str], config: ClassifierTrainConfig) -> tuple[list[str], np.ndarray, str]:
     """Texts, float labels and the label scheme from Parquet/JSONL/Arrow files or shard directories."""
     files = expand(list(paths))
     texts: list[str] = []
@@ -73,7 +73,7 @@ def _matrix(texts: Sequence[str], features: FeatureConfig):
     return sparse, dense
 
 
-def fit(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfig, config: TrainConfig,
+def fit(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfig, config: ClassifierTrainConfig,
         *, cache=None, sample_weight: np.ndarray | None = None) -> EduClassifier:
     """Fit a linear head. `cache` = precomputed (sparse, dense) for these texts."""
     from scipy.sparse import csr_matrix, hstack
@@ -123,7 +123,7 @@ def metrics(y: np.ndarray, score: np.ndarray, scheme: str, threshold: float) -> 
 
 
 def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfig,
-                   config: TrainConfig, sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+                   config: ClassifierTrainConfig, sample_weight: np.ndarray | None = None) -> dict[str, Any]:
     """Out-of-fold scores for every text, then the metrics over all of them."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -146,10 +146,10 @@ def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: F
 
 
 def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | None = None,
-          config: TrainConfig | None = None) -> dict[str, Any]:
+          config: ClassifierTrainConfig | None = None) -> dict[str, Any]:
     """Load labels, cross-validate, fit on everything, save to `out`; returns the metrics."""
     features = features or FeatureConfig()
-    config = config or TrainConfig()
+    config = config or ClassifierTrainConfig()
     t0 = time.perf_counter()
     texts, y, scheme = load_labels(paths, config)
     cv = cross_validate(texts, y, scheme, features, config)

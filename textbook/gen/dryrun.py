@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textbook.config import public_dict
-from textbook.gen import exercise, textbook
+from textbook.gen import exercise, section
 from textbook.gen.config import GenConfig
 from textbook.gen.plan import PlanItem
 from textbook.gen.records import PromptRow
@@ -63,7 +63,7 @@ class DryRunSummary:
 
 
 def _render(prompts: Prompts, kind: str, item: PlanItem):
-    return (textbook if kind == "textbook" else exercise).render(prompts, item)
+    return (section if kind == "textbook" else exercise).render(prompts, item)
 
 
 def dry_run(

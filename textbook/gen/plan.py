@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from textbook.data import data_dir
+from textbook.bundled import data_dir
 from textbook.errors import TextbookError
 from textbook.gen.topics import leaves
 

@@ -13,7 +13,9 @@ from textbook.teacher.pricing import price_for
 
 
 @dataclass(slots=True)
-class Summary:
+class GenSummary:
+    """What `textbook gen` prints at the end; `totals()` is what its manifest keeps."""
+
     kind: str
     planned: int
     rows: int

@@ -19,12 +19,12 @@ from typing import Any, Callable
 
 from textbook.config import public_dict
 from textbook.errors import TextbookError
-from textbook.gen import exercise, sandbox, textbook
+from textbook.gen import exercise, sandbox, section
 from textbook.gen.config import GenConfig
 from textbook.gen.dryrun import DryRunSummary, dry_run
 from textbook.gen.plan import Axes, PlanItem, build_plan, load_vocabulary, plan_sha
 from textbook.gen.records import ROWS, RejectRow
-from textbook.gen.report import Summary, count_output
+from textbook.gen.report import GenSummary, count_output
 from textbook.gen.request import ParseError, Rendered
 from textbook.gen.sink import Sink
 from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
@@ -46,14 +46,14 @@ def generate(
     dry: bool = False,
     progress: bool | None = None,
     confirm: Callable[[str], bool] | None = None,
-) -> Summary | DryRunSummary:
+) -> GenSummary | DryRunSummary:
     """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
     with RunLock(out):
         return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm)
 
 
 def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str | Path | None, dry: bool,
-           progress: bool | None, confirm: Callable[[str], bool] | None) -> Summary | DryRunSummary:
+           progress: bool | None, confirm: Callable[[str], bool] | None) -> GenSummary | DryRunSummary:
     prompts = Prompts(gen.prompts)
     vocabulary = load_vocabulary(gen.prompts)
     if dry:
@@ -112,7 +112,7 @@ class _Run:
 
     def __init__(self, gen: GenConfig, teacher_cfg: TeacherConfig, teacher: Any, prompts: Prompts, out: Path):
         self.gen, self.teacher_cfg, self.teacher, self.prompts = gen, teacher_cfg, teacher, prompts
-        self.module = textbook if gen.kind == "textbook" else exercise
+        self.module = section if gen.kind == "textbook" else exercise
         self.row_cls = ROWS[gen.kind]
         meta = {"kind": gen.kind, "config": {"gen": public_dict(gen), "teacher": public_dict(teacher_cfg)}}
         self.sink = Sink(gen, self.row_cls, out, meta, teacher.stats)
@@ -121,7 +121,7 @@ class _Run:
         self.exec_slots = asyncio.Semaphore(self.exec_workers)
 
     def resume(self, plan_sha: str) -> set[int]:
-        return self.sink.resume(plan_sha, ["text"] if self.module is textbook else ["prompt", "solution"])
+        return self.sink.resume(plan_sha, ["text"] if self.module is section else ["prompt", "solution"])
 
     def _fields(self, item: PlanItem, request: Rendered, reply: Any) -> dict[str, Any]:
         return dict(
@@ -159,8 +159,8 @@ class _Run:
             reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
             return self.sink.put(self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw))
         try:
-            if self.module is textbook:
-                text = textbook.parse(reply.text)
+            if self.module is section:
+                text = section.parse(reply.text)
                 return self.sink.put(self.row_cls(**self._fields(item, request, reply), text=text), text, reply.text)
             ex = exercise.parse(reply.parsed, item.function_name)
         except ParseError as exc:
@@ -194,7 +194,7 @@ class _Run:
             self.sink.close_bar()
 
 
-async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm) -> Summary:
+async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm) -> GenSummary:
     from textbook.teacher.client import Teacher
 
     start = time.perf_counter()
@@ -228,7 +228,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     rows, rejected, prompt_tokens, completion_tokens, cost = count_output(
         sink.kept_dir, sink.rejects_dir, teacher_cfg.model, teacher_cfg.price_file
     )
-    summary = Summary(
+    summary = GenSummary(
         gen.kind, gen.n, rows, rejected, prompt_tokens, completion_tokens, cost, time.perf_counter() - start, this_run,
         paths={"rows": str(sink.kept_dir), "rejects": str(sink.rejects_dir), "topics": str(out / TOPICS_FILE)},
     )

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from textbook.data import data_dir
+from textbook.bundled import data_dir
 from textbook.errors import TextbookError
 from textbook.prompts import Prompts
 from textbook.shards import atomic_write_json

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from textbook.contract import QUERY, SPLIT, TARGET, TEXT, TRAIN
 from textbook.errors import TextbookError
 from textbook.mu.config import MuConfig
 from textbook.mu.tokenizer import source_text, with_bpe_dropout
@@ -86,7 +87,7 @@ def collate(examples: list[Example], cfg: MuConfig) -> Batch:
 def required_columns(task: str, text_column: str) -> list[str]:
     if task not in TASKS:
         raise TextbookError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
-    return ["query", "target"] if task == "settings" else [text_column]
+    return [QUERY, TARGET] if task == "settings" else [text_column]
 
 
 def check_shards(directories: list[Path], columns: list[str]) -> list[tuple[Path, int]]:
@@ -119,8 +120,8 @@ class BatchStream:
         cfg: MuConfig,
         *,
         task: str = "settings",
-        split: str | None = "train",
-        text_column: str = "text",
+        split: str | None = TRAIN,
+        text_column: str = TEXT,
         batch_size: int = 32,
         seed: int = 0,
         pool_rows: int = 65_536,
@@ -157,8 +158,8 @@ class BatchStream:
     # -- rows -------------------------------------------------------------------------------------
     def _table(self, path: Path, rows: int) -> pa.Table:
         table = read_shard(path).slice(0, rows)
-        if self.task == "settings" and self.split and "split" in table.column_names:
-            table = table.filter(pc.equal(table["split"], self.split))
+        if self.task == "settings" and self.split and SPLIT in table.column_names:
+            table = table.filter(pc.equal(table[SPLIT], self.split))
         return table.select(self.columns)
 
     def count_rows(self) -> int:

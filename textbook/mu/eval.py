@@ -1,11 +1,12 @@
 """Evaluation of a trained run: settings exact match (by action and noise style) and LM perplexity.
 
 Settings: greedy decoding of every query of a split. An output counts as correct when it parses as
-a function call (`textbook.settings.target.parse_target`), is valid for the catalogue
-(`validate_target`) and its canonical text equals the target's; outputs that fail either check are
-"invalid". Latency is measured per request (batch of one, tokenize -> encode -> decode -> parse) on
-the first `latency_samples` rows, apart from the batched accuracy pass. The report keeps 20 mistakes;
-every mistake, with its style and noise, goes to `eval-settings-SPLIT-errors.jsonl` beside it.
+a function call (`textbook.contract.parse_target`), is valid for the catalogue (`validate_target`;
+the CLI passes the catalogue the shards were generated from) and its canonical text equals the
+target's; outputs that fail either check are "invalid". Latency is measured per request (batch of
+one, tokenize -> encode -> decode -> parse) on the first `latency_samples` rows, apart from the
+batched accuracy pass. The report keeps 20 mistakes; every mistake, with its style and noise, goes
+to `eval-settings-SPLIT-errors.jsonl` beside it.
 """
 
 from __future__ import annotations
@@ -22,33 +23,28 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
+from textbook.contract import (
+    ACTION, NOISE_OPS, QUERY, SPLIT, STYLE, TARGET, TEST, TEXT, CatalogueView, TargetError, canonical, parse_target,
+    validate_target,
+)
 from textbook.errors import TextbookError
 from textbook.mu.checkpoint import load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.tokenizer import load_tokenizer, source_text
-from textbook.shards import atomic_write_bytes, atomic_write_json, read_manifest, read_shard
+from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard
 
 
 def _rows(directories: list[Path], split: str | None) -> pa.Table:
-    shards = check_shards(directories, ["query", "target"])
+    shards = check_shards(directories, [QUERY, TARGET])
     tables = [read_shard(path).slice(0, rows) for path, rows in shards]
     if not tables:
         raise TextbookError(f"no rows in {', '.join(map(str, directories))}: the shards are empty")
     table = pa.concat_tables(tables, promote_options="default")
-    if split and "split" in table.column_names:
-        table = table.filter(pc.equal(table["split"], split))
+    if split and SPLIT in table.column_names:
+        table = table.filter(pc.equal(table[SPLIT], split))
     if table.num_rows == 0:
         raise TextbookError(f"no {split!r} rows in {', '.join(map(str, directories))}: pass --split with a split the shards hold")
     return table
-
-
-def _generation_catalogue(directories: list[str | Path]) -> str | None:
-    """The catalogue file the shards were generated from (manifest config), None = the bundled one."""
-    for directory in directories:
-        config = (read_manifest(directory) or {}).get("config") or {}
-        if config.get("catalogue"):
-            return config["catalogue"]
-    return None
 
 
 def _encode(tokenizer, texts: list[str], cfg, lexicon=None) -> list[list[int]]:
@@ -67,15 +63,13 @@ def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.T
     return ids.to(device), mask.to(device)
 
 
-def _judge(text: str, gold: str, catalogue) -> tuple[bool, bool]:
-    """(valid, correct) for one output."""
-    from textbook.settings.target import TargetError, canonical, parse_target, validate_target
-
+def _judge(text: str, gold: str, catalogue: CatalogueView | None) -> tuple[bool, bool]:
+    """(valid, correct) for one output; without a catalogue, valid = in the grammar."""
     try:
         target = parse_target(text)
     except TargetError:
         return False, False
-    if validate_target(target, catalogue):
+    if catalogue is not None and validate_target(target, catalogue):
         return False, False
     return True, target.to_json() == canonical(gold)
 
@@ -87,24 +81,26 @@ def _percentile(values: list[float], q: float) -> float:
 
 @torch.no_grad()
 def eval_settings(
-    run: str | Path, data: list[str | Path], *, split: str = "test", catalogue: str | Path | None = None,
+    run: str | Path, data: list[str | Path], *, split: str = TEST, catalogue: CatalogueView | None = None,
     batch_size: int = 64, latency_samples: int = 200, limit: int | None = None, device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Exact match of a run's function calls on a settings split; the report is also saved in RUN."""
-    from tqdm import tqdm
+    """Exact match of a run's function calls on a settings split; the report is also saved in RUN.
 
-    from textbook.settings.target import load_catalogue
+    `catalogue` (textbook.settings.config.catalogue_for(data) in `textbook eval settings`) is what
+    outputs are validated against; None checks the grammar only (exact match is the same either way:
+    a target is valid, so an output equal to it is too).
+    """
+    from tqdm import tqdm
 
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
     lexicon = load_lexicon(run, cfg)
-    cat = load_catalogue(catalogue or _generation_catalogue(data))
     table = _rows([Path(d) for d in data], split)
     if limit:
         table = table.slice(0, limit)
     rows = table.to_pylist()
-    sources = _encode(tokenizer, [r["query"] or "" for r in rows], cfg, lexicon)
+    sources = _encode(tokenizer, [r[QUERY] or "" for r in rows], cfg, lexicon)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
@@ -120,24 +116,24 @@ def eval_settings(
     valid_count = correct_count = 0
     errors = []
     for row, text in zip(rows, outputs):
-        valid, correct = _judge(text, row["target"], cat)
+        valid, correct = _judge(text, row[TARGET], catalogue)
         valid_count += valid
         correct_count += correct
-        keys = {"action": [row.get("action") or "?"], "style": [row.get("style") or "?"],
-                "noise": list(row.get("noise_ops") or []) or ["clean"]}
+        keys = {"action": [row.get(ACTION) or "?"], "style": [row.get(STYLE) or "?"],
+                "noise": list(row.get(NOISE_OPS) or []) or ["clean"]}
         for group, names in keys.items():
             for name in names:
                 groups[group][name][0] += correct
                 groups[group][name][1] += 1
         if not correct:
-            errors.append({"query": row["query"], "target": row["target"], "output": text, "valid": valid,
-                           "style": row.get("style"), "noise": keys["noise"]})
+            errors.append({"query": row[QUERY], "target": row[TARGET], "output": text, "valid": valid,
+                           "style": row.get(STYLE), "noise": keys["noise"]})
 
     latencies = []
     for row in rows[:latency_samples]:
         t0 = time.perf_counter()
-        src, mask = _pad(_encode(tokenizer, [row["query"] or ""], cfg, lexicon), cfg.pad_id, device)
-        _judge(tokenizer.decode(model.generate(src, mask)[0]), row["target"], cat)
+        src, mask = _pad(_encode(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
+        _judge(tokenizer.decode(model.generate(src, mask)[0]), row[TARGET], catalogue)
         latencies.append((time.perf_counter() - t0) * 1000)
 
     n = len(rows)
@@ -159,7 +155,7 @@ def eval_settings(
 
 @torch.no_grad()
 def eval_lm(
-    run: str | Path, data: list[str | Path], *, text_column: str = "text", batch_size: int = 16,
+    run: str | Path, data: list[str | Path], *, text_column: str = TEXT, batch_size: int = 16,
     limit_batches: int | None = None, device: str = "cpu", progress: bool = True,
 ) -> dict[str, Any]:
     """Perplexity of the decoder's continuations (the pretraining task: prefix -> continuation)."""

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from textbook.contract import CLEAN_QUERY, QUERY, TRAIN
 from textbook.errors import TextbookError
 from textbook.mu.tokenizer import texts_from_shards
 from textbook.shards import atomic_write_json, read_manifest
@@ -105,9 +106,9 @@ class Lexicon:
     def from_shards(cls, directories: Iterable[str | Path]) -> "Lexicon":
         """The lexicon of the train split: clean queries when the shards have them, else queries."""
         directories = list(directories)
-        clean = all("clean_query" in {f["name"] for f in (read_manifest(d) or {"schema": []})["schema"]} for d in directories)
-        column = "clean_query" if clean else "query"
-        lexicon = cls.from_texts(texts_from_shards(directories, [column], split="train"), 1 if clean else _RAW_MIN_COUNT)
+        clean = all(CLEAN_QUERY in {f["name"] for f in (read_manifest(d) or {"schema": []})["schema"]} for d in directories)
+        column = CLEAN_QUERY if clean else QUERY
+        lexicon = cls.from_texts(texts_from_shards(directories, [column], split=TRAIN), 1 if clean else _RAW_MIN_COUNT)
         if not lexicon.counts:
             raise TextbookError(f"no words in the {column} column of the train split: train with --no-spell-correct")
         return lexicon

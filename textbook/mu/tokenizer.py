@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 import pyarrow.compute as pc
 
+from textbook.contract import QUERY, SPLIT, TARGET, TEXT
 from textbook.errors import TextbookError
 from textbook.mu.config import SPECIAL_TOKENS
 from textbook.shards import iter_batches, read_manifest
@@ -132,15 +133,15 @@ def texts_from_shards(
         if manifest is None:
             raise TextbookError(f"{directory} has no manifest.json: point at a shard directory written by textbook")
         names = [f["name"] for f in manifest["schema"]]
-        use = columns or (["text"] if "text" in names else [c for c in ("query", "target") if c in names])
+        use = columns or ([TEXT] if TEXT in names else [c for c in (QUERY, TARGET) if c in names])
         missing = [c for c in use if c not in names]
         if not use or missing:
             raise TextbookError(
-                f"{directory} has no column {', '.join(missing or ['text'])} (it has {', '.join(names)}): pass --column"
+                f"{directory} has no column {', '.join(missing or [TEXT])} (it has {', '.join(names)}): pass --column"
             )
-        for batch in iter_batches(directory, use + (["split"] if split and "split" in names else [])):
-            if split and "split" in names:
-                batch = batch.filter(pc.equal(batch.column("split"), split)).drop_columns(["split"])
+        for batch in iter_batches(directory, use + ([SPLIT] if split and SPLIT in names else [])):
+            if split and SPLIT in names:
+                batch = batch.filter(pc.equal(batch.column(SPLIT), split)).drop_columns([SPLIT])
             for name, column in zip(batch.column_names, batch.columns):
                 for value in column.to_pylist():
                     if value:
@@ -153,9 +154,9 @@ def texts_from_shards(
 def default_pretokenize(directories: Iterable[str | Path], columns: list[str] | None = None) -> str:
     """`whitespace` for settings shards (query/target), `words` for text."""
     if columns:
-        return "whitespace" if set(columns) <= {"query", "target"} else "words"
+        return "whitespace" if set(columns) <= {QUERY, TARGET} else "words"
     for directory in directories:
         manifest = read_manifest(directory) or {"schema": []}
-        if "text" in {f["name"] for f in manifest["schema"]}:
+        if TEXT in {f["name"] for f in manifest["schema"]}:
             return "words"
     return "whitespace"

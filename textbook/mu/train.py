@@ -22,103 +22,22 @@ import torch
 import torch.nn.functional as F
 
 from textbook.config import public_dict
-from textbook.errors import ConfigError, TextbookError
+from textbook.contract import VALIDATION
+from textbook.errors import TextbookError
+from textbook.mu.builder import build_run
 from textbook.mu.checkpoint import (
     WEIGHTS, checkpoint_dir, load_checkpoint, read_run_config, save_checkpoint, save_weights,
 )
 from textbook.mu.data import IGNORE, Batch, BatchStream
 from textbook.mu.distill import kd_loss
+from textbook.mu.distributed import Distributed
 from textbook.mu.flops import peak_flops, training_flops
-from textbook.mu.config import SPECIAL_TOKENS
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
-from textbook.mu.optim import DECAY_SHAPES, build_optimizers, set_lr, wsd
-from textbook.mu.setup import Distributed, build_run
+from textbook.mu.optim import build_optimizers, set_lr, wsd
+from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunLock
 from textbook.shards import atomic_write_bytes
-
-
-MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # a byte-level BPE holds every byte and the special tokens
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: tuple[str, ...] = ()
-    out: str = "runs/mu"
-    task: str = "settings"  # settings (query -> function call) | pretrain (prefix -> continuation)
-    preset: str = "mu-small"
-    text_column: str = "text"
-    tokenizer: str | None = None  # a tokenizer.json; default: --init-from's, --distill-from's, else trained on --data
-    vocab_size: int | None = None  # for a tokenizer trained here; default: the preset's
-    max_source_len: int | None = None  # default: the preset's
-    max_target_len: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    max_steps: int = 1000
-    epochs: float | None = None  # settings only: sets max_steps from the number of train rows
-    max_minutes: float | None = None  # time box: the step count is fitted to the budget during the stable phase
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    decay_fraction: float = 0.2
-    decay_shape: str = "linear"  # linear | sqrt (1 - sqrt(progress), Hägele et al. 2024)
-    clip: float = 1.0
-    muon_ns_steps: int = 5  # Newton-Schulz iterations per Muon step (each ~5% of a mu-small step at batch 256 on CPU)
-    seed: int = 0
-    init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
-    lora_rank: int = 0
-    lora_alpha: float | None = None  # default: the rank (scale 1)
-    distill_from: str | None = None  # a larger Mu run with the same tokenizer (logit KD)
-    kd_weight: float = 0.5
-    kd_temperature: float = 1.0
-    skip_long: bool = False
-    lowercase_source: bool | None = None  # lowercase queries before tokenization; default: on for settings
-    spell_correct: bool | None = None  # correct query typos against the train split's words; default: as lowercase_source
-    dedup: bool | None = None  # skip repeated rows within an epoch (textbook/mu/data.py); default: on for settings
-    bpe_dropout: float = 0.0  # settings: skip BPE merges with this probability in training queries (robustness to typos)
-    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
-    compile: bool | None = None  # default: on GPU only
-    device: str = "auto"
-    log_every: int = 10
-    checkpoint_every: int = 200
-    eval_batches: int = 20  # validation batches scored at each checkpoint (settings with a validation split)
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        # Every number is checked here, before any data is read: a bad flag is a one-line ConfigError.
-        if self.decay_shape not in DECAY_SHAPES:
-            raise ConfigError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_steps": self.max_steps,
-                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes,
-                    "lora_alpha": self.lora_alpha, "kd_temperature": self.kd_temperature,
-                    "log_every": self.log_every, "checkpoint_every": self.checkpoint_every}
-        for name, value in positive.items():
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
-        if self.lora_rank < 0:
-            raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
-                              f"not {self.lora_rank}")
-        if not 0 <= self.kd_weight <= 1:
-            raise ConfigError(f"--kd-weight is the share of the distillation loss, from 0 to 1, not {self.kd_weight}")
-        if self.vocab_size is not None and self.vocab_size < MIN_VOCAB:
-            raise ConfigError(f"--vocab-size must be at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} special tokens), "
-                              f"not {self.vocab_size}")
-        for name in ("max_source_len", "max_target_len"):
-            value = getattr(self, name)
-            if value is not None and value < 2:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 tokens (one and EOS), not {value}")
-        if self.eval_batches < 1:
-            raise ConfigError(f"eval_batches in [train] must be at least 1, not {self.eval_batches}")
-        if not 0 <= self.decay_fraction <= 1:
-            raise ConfigError(f"--decay-fraction is a share of the steps, from 0 to 1, not {self.decay_fraction}")
-        if self.max_minutes and self.decay_fraction == 1:
-            raise ConfigError("--max-minutes fits the step count during the stable phase: use --decay-fraction below 1")
-        if not 0 <= self.bpe_dropout < 1:
-            raise ConfigError(f"--bpe-dropout is a probability below 1, not {self.bpe_dropout}")
-        if not 1 <= self.muon_ns_steps <= 10:
-            raise ConfigError(f"--muon-ns-steps is a number of Newton-Schulz iterations from 1 to 10, not {self.muon_ns_steps}")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.clip <= 0:
-            raise ConfigError("--warmup-steps and --weight-decay must be at least 0, --clip above 0")
 
 
 # Fields that may differ between a run and its --resume (they do not change the result).
@@ -292,7 +211,7 @@ def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
     )
     val = None
     if cfg.task == "settings":
-        val = BatchStream(list(cfg.data), tokenizer, mcfg, task="settings", split="validation",
+        val = BatchStream(list(cfg.data), tokenizer, mcfg, task="settings", split=VALIDATION,
                           batch_size=cfg.batch_size, skip_long=True, require_rows=False, lexicon=built.lexicon)
         val = val if val.rows else None
     total = cfg.max_steps if cfg.epochs is None else math.ceil(cfg.epochs * stream.steps_per_epoch(cfg.grad_accum))

@@ -1,8 +1,8 @@
 """Settings-agent data: a request typed into a Settings search box -> one settings function call.
 
-Public contract (stable; the trainer imports it):
-    textbook.settings.target: parse_target(text) -> Target, validate_target(target, catalogue) -> list[str],
-        load_catalogue(path=None) -> Catalogue (None = the bundled Windows catalogue), format_target, canonical
-    textbook.settings.records.SettingsSample: the columns of OUT/settings/ shards
-Formats: textbook/settings/FORMAT.md. Nothing is imported here, so `import textbook.settings.target` stays light.
+Public contract (stable): the trainer reads OUT/settings/ shards only, whose columns are
+textbook.settings.records.SettingsSample; the call grammar of their `target` column (parse_target,
+validate_target, format_target, canonical) and the column names it reads live in textbook.contract,
+which both sides import. textbook.settings.catalogue.load_catalogue(path=None) loads a catalogue
+(None = the bundled Windows one). Formats: textbook/settings/FORMAT.md.
 """

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import random
 
+from textbook.contract import format_target
 from textbook.prompts import Prompts
 from textbook.settings import judge, paraphrase
 from textbook.settings.language import A
 from textbook.settings.pipeline import Chunk, Context, emit
-from textbook.settings.target import format_target
 from textbook.teacher.client import Teacher, TeacherRejected
 
 

@@ -1,9 +1,9 @@
 """A settings catalogue: the settings a model may call, loaded from YAML and validated.
 
-Contract (stable; the trainer's evaluator relies on it):
+Contract (stable; `textbook eval settings` hands a catalogue to the trainer's evaluator):
     load_catalogue(path=None) -> Catalogue      # None = the bundled Windows catalogue
     Catalogue.settings (tuple[Setting]), Catalogue.get(id) -> Setting | None
-    Setting.actions -> the target actions it accepts (see target.py)
+    Setting.actions -> the target actions it accepts (textbook/contract.py validates calls against them)
     validate_catalogue_file(path) -> list[str]  # every problem as "FILE:LINE: where: what"
 
 The format is documented in textbook/settings/FORMAT.md. Types: page (open only), toggle (on/off),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from textbook.config import resolve
 from textbook.errors import ConfigError
+from textbook.settings.catalogue import Catalogue, load_catalogue
 from textbook.settings.sampling import MAX_CAP
+from textbook.shards import read_manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +61,15 @@ class SettingsConfig:
 def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> SettingsConfig:
     """CLI > [settings] in textbook.toml > defaults (checked by SettingsConfig itself)."""
     return resolve(SettingsConfig, cli=cli, file=file.get("settings", {}), section="settings")
+
+
+def catalogue_for(shards: Iterable[str | Path], path: str | Path | None = None) -> Catalogue:
+    """The catalogue settings shards are checked against: `path`, else the one their manifests say they
+    were generated from (the `catalogue` of the SettingsConfig saved there), else the bundled one."""
+    if path is None:
+        for directory in shards:
+            config = (read_manifest(directory) or {}).get("config") or {}
+            if config.get("catalogue"):
+                path = config["catalogue"]
+                break
+    return load_catalogue(path)

@@ -34,7 +34,9 @@ STOPWORDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Lexicon:
+class NoiseLexicon:
+    """The word lists of noise.yaml: which words carry meaning (never noised) and how the rest get misspelled."""
+
     strict: frozenset[str]
     key: frozenset[str]
     droppable: frozenset[str]
@@ -121,10 +123,10 @@ def load_templates(path: str | None = None) -> Templates:
 
 
 @lru_cache(maxsize=4)
-def load_lexicon(path: str | None = None) -> Lexicon:
+def load_noise_lexicon(path: str | None = None) -> NoiseLexicon:
     p = Path(path) if path else DIR / "noise.yaml"
     doc = load_yaml(p.read_text(encoding="utf-8"))
-    return Lexicon(
+    return NoiseLexicon(
         strict=frozenset(doc["strict"]),
         key=frozenset(doc["key"]),
         droppable=frozenset(doc["droppable"]),

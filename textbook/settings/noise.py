@@ -20,7 +20,7 @@ from bisect import bisect
 from dataclasses import dataclass
 from itertools import accumulate
 
-from textbook.settings.language import A, F, K, N, S, V, Lexicon, bare
+from textbook.settings.language import A, F, K, N, S, V, NoiseLexicon, bare
 
 OPS = ("keyboard_neighbor", "deletion", "insertion", "transposition", "double_letter", "missing_space",
        "extra_space", "casing", "drop_punctuation", "truncation", "drop_word", "misspelling", "phonetic")
@@ -72,7 +72,7 @@ class _State:
 class Noiser:
     """Applies 1-3 seeded noise operations to a seed's tokens and checks the label survived."""
 
-    def __init__(self, lexicon: Lexicon, weights: dict[str, float] | None = None):
+    def __init__(self, lexicon: NoiseLexicon, weights: dict[str, float] | None = None):
         self.lex = lexicon
         weights = weights or OP_WEIGHTS
         unknown = set(weights) - set(OPS)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from textbook.contract import format_target
 from textbook.prompts import Prompts
 from textbook.settings.catalogue import Setting
-from textbook.settings.target import format_target
 
 TEMPLATE = "settings_paraphrase"
 STYLES = ("command", "question", "problem", "keyword", "polite", "casual", "verbose")

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from textbook.contract import format_target, value_text
 from textbook.settings.catalogue import Catalogue, load_catalogue
 from textbook.settings.config import SettingsConfig
-from textbook.settings.language import NOT_ALNUM, Lexicon, load_lexicon, load_templates
+from textbook.settings.language import NOT_ALNUM, NoiseLexicon, load_noise_lexicon, load_templates
 from textbook.settings.noise import Noiser
 from textbook.settings.sampling import confusable_groups, setting_weights, split_of
 from textbook.settings.seeds import SeedBank, _Choice
-from textbook.settings.target import format_target, value_text
 
 CHUNK = 4096
 COLUMNS = ("query", "target", "id", "uri", "action", "value", "style", "noise_ops", "source", "split", "seed_id",
@@ -30,7 +30,7 @@ NATURAL_CAPS = 0.1  # people sometimes start with a capital letter; not noise
 class Context:
     cfg: SettingsConfig
     catalogue: Catalogue
-    lexicon: Lexicon
+    lexicon: NoiseLexicon
     bank: SeedBank
     noiser: Noiser
     weights: list[float]
@@ -40,7 +40,7 @@ class Context:
 
 def build_context(cfg: SettingsConfig) -> Context:
     catalogue = load_catalogue(cfg.catalogue)
-    lexicon = load_lexicon()
+    lexicon = load_noise_lexicon()
     bank = SeedBank(catalogue, load_templates(), lexicon)
     groups = confusable_groups(catalogue)
     weights = setting_weights(catalogue, floor=cfg.popularity_floor, boost=cfg.confusable_boost,
@@ -70,7 +70,7 @@ class Chunk:
         self.n += 1
 
 
-def group_text(text: str, lexicon: Lexicon, words: list[str] | None = None) -> str:
+def group_text(text: str, lexicon: NoiseLexicon, words: list[str] | None = None) -> str:
     """A seed's group key text: normalised, without filler words, so near-identical seeds share a split."""
     drop = lexicon.droppable
     return " ".join([w for w in (words or text.lower().translate(NOT_ALNUM).split()) if w not in drop])

@@ -1,8 +1,9 @@
 """The records of `textbook gen settings`: one dataclass per stream (samples, removed samples).
 
-Contract with the trainer (stable): OUT/settings/ holds SettingsSample shards. `target` is the canonical
-JSON call (target.py), `value` is the value as JSON text or null, `split` is train/validation/test with
-every paraphrase and noised variant of a seed in its seed's split (`seed_id`).
+Contract with the trainer (stable): OUT/settings/ holds SettingsSample shards; textbook/contract.py names
+the columns the trainer reads (tests/test_contract.py checks they are fields here). `target` is the
+canonical JSON call (the grammar in contract.py), `value` is the value as JSON text or null, `split` is
+train/validation/test with every paraphrase and noised variant of a seed in its seed's split (`seed_id`).
 """
 
 from __future__ import annotations

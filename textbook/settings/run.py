@@ -46,7 +46,9 @@ STALL_CHUNKS = 64  # chunks in a row without a new row: the catalogue cannot giv
 
 
 @dataclass
-class Summary:
+class SettingsSummary:
+    """What `textbook gen settings` prints at the end."""
+
     out: Path
     totals: dict[str, Any]
     seconds: float
@@ -76,7 +78,7 @@ class Summary:
 
 
 def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None, *,
-                      progress: bool | None = None) -> Summary:
+                      progress: bool | None = None) -> SettingsSummary:
     """Write cfg.n settings samples to cfg.out (templates; plus teacher paraphrases unless cfg.offline)."""
     use_teacher = not cfg.offline and cfg.teacher_share > 0
     if use_teacher:
@@ -184,7 +186,7 @@ def _template_chunks(ctx: Context, start: int, workers: int) -> Iterator[Chunk]:
             yield chunk
 
 
-async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, progress: bool | None) -> Summary:
+async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, progress: bool | None) -> SettingsSummary:
     started = time.monotonic()
     out = Path(cfg.out)
     ctx = build_context(cfg)
@@ -203,7 +205,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
         raise TextbookError(f"{samples_dir} was made with a different config, catalogue or teacher: "
                             "write to a new --out, or delete it to start over")
     if old is not None and old.get("complete") and old["rows"] >= cfg.n:
-        return Summary(out, old["totals"], 0.0, old["rows"], already_complete=True)
+        return SettingsSummary(out, old["totals"], 0.0, old["rows"], already_complete=True)
     meta = {"fingerprint": fp, "config": public_dict(cfg),
             "catalogue": {"name": ctx.catalogue.name, "path": ctx.catalogue.path, "settings": len(ctx.catalogue)},
             "record": "textbook.settings.records.SettingsSample"}
@@ -269,7 +271,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     removed.close(totals=dict(tally.removed))
     writer.close(totals=totals)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
-    return Summary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings)
+    return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings)
 
 
 async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar) -> None:

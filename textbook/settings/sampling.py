@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from textbook.contract import TEST, TRAIN, VALIDATION
 from textbook.settings.catalogue import Catalogue
 from textbook.settings.language import STOPWORDS
 
@@ -91,7 +92,7 @@ def split_of(hash64: int, validation: float, test: float) -> str:
     """train / validation / test from a seed's 64-bit hash (the same seed always lands in the same split)."""
     r = (hash64 >> 11) / float(1 << 53)
     if r < test:
-        return "test"
+        return TEST
     if r < test + validation:
-        return "validation"
-    return "train"
+        return VALIDATION
+    return TRAIN

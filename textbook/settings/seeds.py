@@ -20,7 +20,7 @@ from itertools import accumulate
 from typing import Any
 
 from textbook.settings.catalogue import Catalogue, Setting
-from textbook.settings.language import NOT_ALNUM, A, F, K, V, Lexicon, Templates, norm, split_frame
+from textbook.settings.language import NOT_ALNUM, A, F, K, V, NoiseLexicon, Templates, norm, split_frame
 from textbook.settings.values import amount, parse_value, range_value, say_number
 
 # The recipe's mix of actions per setting type and of styles; overridable through SeedBank(...).
@@ -79,7 +79,7 @@ class _Choice:
 class SeedBank:
     """All frames of a catalogue, compiled once; `draw(rng, i)` renders a seed for setting i."""
 
-    def __init__(self, catalogue: Catalogue, templates: Templates, lexicon: Lexicon, *,
+    def __init__(self, catalogue: Catalogue, templates: Templates, lexicon: NoiseLexicon, *,
                  action_weights: dict | None = None, style_weights: dict | None = None):
         self.catalogue = catalogue
         self.templates = templates

@@ -1,14 +1,23 @@
-"""The settings function-call grammar and its validator (what the trainer's evaluator uses)."""
+"""The contract between the data side and the model side: the settings function-call grammar, its
+validator (what the trainer's evaluator uses), the shard column names, and house rule 11 (the model
+side imports nothing of the data side)."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from textbook.settings.target import (Target, TargetError, canonical, format_target, load_catalogue, parse_target,
-                                      validate_target)
+import textbook
+from textbook.contract import (
+    ACTION, CLEAN_QUERY, NOISE_OPS, QUERY, SPLIT, STYLE, TARGET, TEST, TEXT, TRAIN, VALIDATION, Target, TargetError,
+    canonical, format_target, parse_target, validate_target,
+)
+from textbook.settings.catalogue import load_catalogue
 
 
 def test_canonical_text_and_round_trip():
@@ -77,7 +86,49 @@ def test_validate_against_the_catalogue():
         assert len(errors) == 1 and why in errors[0], (text, errors)
 
 
-def test_target_module_imports_neither_openai_nor_torch():
-    code = ("import sys, textbook.settings.target as t; t.validate_target(t.parse_target('{\"action\":\"none\"}'), "
-            "t.load_catalogue()); bad = {'openai', 'torch'} & set(sys.modules); assert not bad, bad")
+def test_grammar_and_catalogue_import_neither_openai_nor_torch():
+    code = ("import sys, textbook.contract as t, textbook.settings.catalogue as c; "
+            "t.validate_target(t.parse_target('{\"action\":\"none\"}'), c.load_catalogue()); "
+            "bad = {'openai', 'torch'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+DATA_SIDE = ("textbook.settings", "textbook.gen", "textbook.filter", "textbook.teacher", "openai")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at its top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_model_side_imports_nothing_of_the_data_side():
+    root = Path(textbook.__file__).parent
+    files = [*sorted((root / "mu").glob("*.py")), *sorted((root / "export").glob("*.py")), root / "contract.py"]
+    bad = {f"{path.relative_to(root)}: {name}" for path in files for name in _imports(path)
+           if any(name == side or name.startswith(side + ".") for side in DATA_SIDE)}
+    assert not bad, sorted(bad)
+
+
+def test_the_evaluator_and_the_exporter_load_without_the_data_side():
+    pytest.importorskip("torch")
+    code = ("import sys, textbook.mu.eval, textbook.mu.train, textbook.export.parity, textbook.export.exporter; "
+            f"bad = sorted(m for m in sys.modules if m.startswith({DATA_SIDE!r})); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_column_names_are_the_ones_the_data_side_writes():
+    from textbook.gen.records import ROWS
+    from textbook.settings.records import SettingsSample
+    from textbook.settings.sampling import split_of
+
+    settings_columns = {f.name for f in dataclasses.fields(SettingsSample)}
+    assert {QUERY, CLEAN_QUERY, TARGET, SPLIT, ACTION, STYLE, NOISE_OPS} <= settings_columns
+    assert TEXT in {f.name for f in dataclasses.fields(ROWS["textbook"])}
+    assert {split_of(h << 11, 0.3, 0.3) for h in (0, 1 << 52, (1 << 53) - 1)} == {TEST, VALIDATION, TRAIN}

@@ -1,73 +1,26 @@
-"""What a training run starts from: processes (DDP or one), tokenizer, model config, model, teacher."""
+"""What a training run starts from: its lexicon, tokenizer, model config and model (fresh, fine-tuned from
+--init-from, or resumed) and its distillation teacher, built once before the first step (train.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import torch
 
 from textbook.config import public_dict
+from textbook.contract import QUERY, TARGET, TRAIN
 from textbook.errors import TextbookError
 from textbook.mu.checkpoint import (
     LEXICON, TOKENIZER, WEIGHTS, load_lexicon, load_weights, read_run_config, tokenizer_path, write_run_config,
 )
 from textbook.mu.config import MuConfig, preset
 from textbook.mu.distill import load_teacher
+from textbook.mu.distributed import Distributed
 from textbook.mu.lexicon import Lexicon
 from textbook.mu.lora import apply_lora
 from textbook.mu.model import Mu, count_parameters
 from textbook.mu.tokenizer import load_tokenizer, special_ids, texts_from_shards, train_tokenizer
-
-if TYPE_CHECKING:
-    from textbook.mu.train import TrainConfig
-
-
-@dataclass
-class Distributed:
-    """One process, or one rank of a `torchrun` launch (WORLD_SIZE/RANK/LOCAL_RANK set by torchrun)."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def start(cls, device: str = "auto") -> "Distributed":
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls(0, 1, torch.device(device))
-        import torch.distributed as dist
-
-        local = int(os.environ["LOCAL_RANK"])
-        if device.startswith("cuda"):
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if device.startswith("cuda") else "cpu"))
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def mean(self, value: float) -> float:
-        """The mean of a per-rank number over all ranks (the logged loss)."""
-        if self.world == 1:
-            return value
-        t = torch.tensor([value], device=self.device)
-        torch.distributed.all_reduce(t)
-        return float(t) / self.world
-
-    def stop(self) -> None:
-        if self.world > 1:
-            torch.distributed.destroy_process_group()
+from textbook.mu.trainconfig import TrainConfig, lowercase_source, spell_correct
 
 
 @dataclass
@@ -80,19 +33,7 @@ class BuiltRun:
     lexicon: Lexicon | None
 
 
-def lowercase_source(cfg: "TrainConfig") -> bool:
-    """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source)."""
-    return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task == "settings"
-
-
-def spell_correct(cfg: "TrainConfig") -> bool:
-    """--spell-correct/--no-spell-correct as given; by default on wherever queries are lowercased."""
-    if cfg.spell_correct and not lowercase_source(cfg):
-        raise TextbookError("--spell-correct works on lowercased queries: drop --keep-case or add --no-spell-correct")
-    return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg)
-
-
-def _prepare_lexicon(cfg: "TrainConfig", run: Path, dist: Distributed) -> Lexicon | None:
+def _prepare_lexicon(cfg: TrainConfig, run: Path, dist: Distributed) -> Lexicon | None:
     """RUN/lexicon.json from the train split's words, before the tokenizer learns the corrected queries."""
     if not spell_correct(cfg):
         return None
@@ -104,7 +45,7 @@ def _prepare_lexicon(cfg: "TrainConfig", run: Path, dist: Distributed) -> Lexico
     return lexicon if dist.main else Lexicon.load(run / LEXICON)  # every rank reads the one main wrote
 
 
-def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed, lexicon: Lexicon | None) -> None:
+def _prepare_tokenizer(cfg: TrainConfig, run: Path, dist: Distributed, lexicon: Lexicon | None) -> None:
     """Put the run's tokenizer at RUN/tokenizer.json: given, inherited, or trained on the train split."""
     if cfg.init_from and cfg.tokenizer:
         raise TextbookError("--init-from brings its run's tokenizer: drop --tokenizer")
@@ -116,15 +57,15 @@ def _prepare_tokenizer(cfg: "TrainConfig", run: Path, dist: Distributed, lexicon
             load_tokenizer(source)  # validate before copying
             shutil.copyfile(Path(source) / TOKENIZER if Path(source).is_dir() else source, run / TOKENIZER)
         else:
-            columns = ["query", "target"] if cfg.task == "settings" else [cfg.text_column]
-            texts = texts_from_shards(cfg.data, columns, split="train" if cfg.task == "settings" else None,
-                                      lowercase=["query"] if lowercase_source(cfg) else [], lexicon=lexicon)
+            columns = [QUERY, TARGET] if cfg.task == "settings" else [cfg.text_column]
+            texts = texts_from_shards(cfg.data, columns, split=TRAIN if cfg.task == "settings" else None,
+                                      lowercase=[QUERY] if lowercase_source(cfg) else [], lexicon=lexicon)
             pretokenize = "whitespace" if cfg.task == "settings" else "words"  # see tokenizer.py
             train_tokenizer(texts, cfg.vocab_size or preset(cfg.preset).vocab_size, run / TOKENIZER, pretokenize=pretokenize)
     dist.barrier()
 
 
-def _model_config(cfg: "TrainConfig", tokenizer) -> MuConfig:
+def _model_config(cfg: TrainConfig, tokenizer) -> MuConfig:
     lengths = {k: v for k, v in (("max_source_len", cfg.max_source_len), ("max_target_len", cfg.max_target_len)) if v}
     lengths["lowercase_source"] = lowercase_source(cfg)
     lengths["spell_correct"] = spell_correct(cfg)
@@ -135,7 +76,7 @@ def _model_config(cfg: "TrainConfig", tokenizer) -> MuConfig:
     return preset(cfg.preset).replace(vocab_size=vocab, **special_ids(tokenizer), **lengths)
 
 
-def build_run(cfg: "TrainConfig", run: Path, dist: Distributed) -> BuiltRun:
+def build_run(cfg: TrainConfig, run: Path, dist: Distributed) -> BuiltRun:
     if cfg.lora_rank and not cfg.init_from:
         raise TextbookError("--lora-rank fine-tunes a trained model: pass --init-from RUN")
     if cfg.resume:

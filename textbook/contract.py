@@ -1,5 +1,12 @@
-"""The target a settings model emits: one compact JSON function call. Grammar in FORMAT.md
-("The target grammar"), beside this file.
+"""What the data side hands the model side: the shard columns the trainer, its evaluator and the
+exporter read, and the grammar of the settings `target` column.
+
+The two sides meet only in shards (house rule 11): the model side imports this module and
+`textbook.shards`, never `textbook.settings`, `textbook.gen`, `textbook.filter` or `textbook.teacher`,
+and this module imports nothing but the standard library (tests/test_contract.py checks both).
+
+The target a settings model emits is one compact JSON function call (textbook/settings/FORMAT.md,
+"The target grammar"):
 
     {"action":"none"}                                   not a settings request
     {"action":"open","id":"display.brightness"}         open a page, or the page of a setting
@@ -13,11 +20,10 @@
 Canonical text: keys in the order action, id, value; no spaces; integral numbers without ".0";
 non-ASCII kept as is. Training targets are canonical, so exact match of canonical strings is the metric.
 
-Contract (stable; the trainer's evaluator imports this module, so it must never import openai or torch):
     parse_target(text) -> Target          raises TargetError (a ValueError) on anything outside the grammar
     Target.to_json() -> canonical text    canonical(text) = parse_target(text).to_json()
     validate_target(target, catalogue) -> list[str]   empty when the call is valid for that catalogue
-    load_catalogue(path=None) -> Catalogue             None = the bundled Windows catalogue
+                                          (any object with `get(id)`, e.g. textbook.settings.catalogue.load_catalogue())
 """
 
 from __future__ import annotations
@@ -25,12 +31,19 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from textbook.settings.catalogue import Catalogue, Setting, load_catalogue
+# -- the columns of settings shards the model side reads (textbook.settings.records.SettingsSample) --
+QUERY = "query"  # what the user typed (noised when noise_ops is not empty)
+CLEAN_QUERY = "clean_query"  # the query before noise: the words the spelling lexicon learns
+TARGET = "target"  # the canonical call (the grammar below)
+SPLIT = "split"  # train | validation | test; every variant of a seed lands in its seed's split
+ACTION, STYLE, NOISE_OPS = "action", "style", "noise_ops"  # what the evaluator groups exact match by
+TRAIN, VALIDATION, TEST = "train", "validation", "test"  # the values of SPLIT
+# -- the text column of text shards (textbook gen's sections; the default --text-column everywhere) --
+TEXT = "text"
 
-__all__ = ["ACTIONS", "Target", "TargetError", "canonical", "load_catalogue", "parse_target", "validate_target"]
-
+# -- the call grammar --
 ACTIONS = ("none", "open", "on", "off", "set", "increase", "decrease", "run")
 _NEEDS_VALUE = {"set"}
 _MAY_HAVE_VALUE = {"set", "increase", "decrease"}
@@ -131,12 +144,34 @@ def canonical(text: str) -> str:
     return parse_target(text).to_json()
 
 
+class SettingView(Protocol):
+    """What validation reads of a setting (textbook.settings.catalogue.Setting has it)."""
+
+    id: str
+    type: str  # page | toggle | range | enum | action
+    min: float | None
+    max: float | None
+    step: float | None
+
+    @property
+    def actions(self) -> tuple[str, ...]: ...
+
+    @property
+    def option_values(self) -> tuple[Any, ...]: ...
+
+
+class CatalogueView(Protocol):
+    """What validation reads of a catalogue (textbook.settings.catalogue.Catalogue has it)."""
+
+    def get(self, setting_id: str) -> SettingView | None: ...
+
+
 def _on_grid(value: float, lo: float, step: float) -> bool:
     k = (value - lo) / step
     return abs(k - round(k)) < 1e-6
 
 
-def _value_errors(target: Target, s: Setting) -> list[str]:
+def _value_errors(target: Target, s: SettingView) -> list[str]:
     v = target.value
     if target.action == "set":
         if s.type == "range":
@@ -159,7 +194,7 @@ def _value_errors(target: Target, s: Setting) -> list[str]:
     return []
 
 
-def validate_target(target: Target, catalogue: Catalogue) -> list[str]:
+def validate_target(target: Target, catalogue: CatalogueView) -> list[str]:
     """Why this call is invalid for the catalogue (unknown id, action the setting lacks, bad value)."""
     if target.action == "none":
         return []

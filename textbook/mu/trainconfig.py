@@ -1,0 +1,105 @@
+"""`textbook train` settings: one frozen dataclass whose defaults are the recipe ([train] in textbook.toml),
+checked when it is built, and the defaults that depend on other fields (lowercase_source, spell_correct)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textbook.contract import TEXT
+from textbook.errors import ConfigError, TextbookError
+from textbook.mu.config import SPECIAL_TOKENS
+from textbook.mu.optim import DECAY_SHAPES
+
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # a byte-level BPE holds every byte and the special tokens
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...] = ()
+    out: str = "runs/mu"
+    task: str = "settings"  # settings (query -> function call) | pretrain (prefix -> continuation)
+    preset: str = "mu-small"
+    text_column: str = TEXT
+    tokenizer: str | None = None  # a tokenizer.json; default: --init-from's, --distill-from's, else trained on --data
+    vocab_size: int | None = None  # for a tokenizer trained here; default: the preset's
+    max_source_len: int | None = None  # default: the preset's
+    max_target_len: int | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int = 1000
+    epochs: float | None = None  # settings only: sets max_steps from the number of train rows
+    max_minutes: float | None = None  # time box: the step count is fitted to the budget during the stable phase
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    decay_fraction: float = 0.2
+    decay_shape: str = "linear"  # linear | sqrt (1 - sqrt(progress), Hägele et al. 2024)
+    clip: float = 1.0
+    muon_ns_steps: int = 5  # Newton-Schulz iterations per Muon step (each ~5% of a mu-small step at batch 256 on CPU)
+    seed: int = 0
+    init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # default: the rank (scale 1)
+    distill_from: str | None = None  # a larger Mu run with the same tokenizer (logit KD)
+    kd_weight: float = 0.5
+    kd_temperature: float = 1.0
+    skip_long: bool = False
+    lowercase_source: bool | None = None  # lowercase queries before tokenization; default: on for settings
+    spell_correct: bool | None = None  # correct query typos against the train split's words; default: as lowercase_source
+    dedup: bool | None = None  # skip repeated rows within an epoch (textbook/mu/data.py); default: on for settings
+    bpe_dropout: float = 0.0  # settings: skip BPE merges with this probability in training queries (robustness to typos)
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    compile: bool | None = None  # default: on GPU only
+    device: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    eval_batches: int = 20  # validation batches scored at each checkpoint (settings with a validation split)
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        # Every number is checked here, before any data is read: a bad flag is a one-line ConfigError.
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ConfigError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_steps": self.max_steps,
+                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes,
+                    "lora_alpha": self.lora_alpha, "kd_temperature": self.kd_temperature,
+                    "log_every": self.log_every, "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if self.lora_rank < 0:
+            raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
+                              f"not {self.lora_rank}")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"--kd-weight is the share of the distillation loss, from 0 to 1, not {self.kd_weight}")
+        if self.vocab_size is not None and self.vocab_size < MIN_VOCAB:
+            raise ConfigError(f"--vocab-size must be at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} special tokens), "
+                              f"not {self.vocab_size}")
+        for name in ("max_source_len", "max_target_len"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 tokens (one and EOS), not {value}")
+        if self.eval_batches < 1:
+            raise ConfigError(f"eval_batches in [train] must be at least 1, not {self.eval_batches}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ConfigError(f"--decay-fraction is a share of the steps, from 0 to 1, not {self.decay_fraction}")
+        if self.max_minutes and self.decay_fraction == 1:
+            raise ConfigError("--max-minutes fits the step count during the stable phase: use --decay-fraction below 1")
+        if not 0 <= self.bpe_dropout < 1:
+            raise ConfigError(f"--bpe-dropout is a probability below 1, not {self.bpe_dropout}")
+        if not 1 <= self.muon_ns_steps <= 10:
+            raise ConfigError(f"--muon-ns-steps is a number of Newton-Schulz iterations from 1 to 10, not {self.muon_ns_steps}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.clip <= 0:
+            raise ConfigError("--warmup-steps and --weight-decay must be at least 0, --clip above 0")
+
+
+def lowercase_source(cfg: TrainConfig) -> bool:
+    """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source)."""
+    return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task == "settings"
+
+
+def spell_correct(cfg: TrainConfig) -> bool:
+    """--spell-correct/--no-spell-correct as given; by default on wherever queries are lowercased."""
+    if cfg.spell_correct and not lowercase_source(cfg):
+        raise TextbookError("--spell-correct works on lowercased queries: drop --keep-case or add --no-spell-correct")
+    return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg)
