@@ -170,6 +170,26 @@ def test_bench_times_every_variant_side_by_side(exported, capsys):
     assert "6 requests per variant" in lines[5]
 
 
+def test_textbook_toml_infer_section_applies_and_flags_win(exported, tmp_path, capsys, monkeypatch):
+    root, _ = exported
+    monkeypatch.chdir(tmp_path)
+    query, target = SETTINGS[0][0], SETTINGS[0][1]
+    (tmp_path / "textbook.toml").write_text('[infer]\nvariant = "int8"\nthreads = 2\n')
+    assert _cli(["infer", str(root / "out"), query]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == target and err.startswith("(int8, "), err
+    assert _cli(["infer", str(root / "out"), query, "--variant", "fp32"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == target and err.startswith("(fp32, "), err
+    (tmp_path / "textbook.toml").write_text('[infer]\nvariants = "int8"\n')
+    assert _cli(["infer", str(root / "out"), query]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) variants in [infer]" in err and err.count("\n") == 1, err
+    (tmp_path / "textbook.toml").write_text('[infer]\nvariant = "int4"\n')
+    assert _cli(["infer", str(root / "out"), query]) == 2
+    assert capsys.readouterr().err == "error: unknown --variant 'int4': use fp32, int8, a16w8, dynamic\n"
+
+
 def test_checker_catches_planted_bad_ops(exported, tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper

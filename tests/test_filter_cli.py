@@ -130,3 +130,49 @@ def test_textbook_toml_filter_section_applies_and_flags_win(capsys, tmp_path):
     (tmp_path / "textbook.toml").write_text('[filter]\nthresold = 2\n')
     code, _, err = cli(capsys, "w.parquet", "--out", "c")
     assert code == 2 and "unknown key(s) thresold" in err
+
+
+def test_textbook_toml_annotate_section_applies_and_flags_win(capsys, tmp_path, fake_teacher):
+    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "body": r["text"]} for r in rows(12)]), tmp_path / "w.parquet")
+    fake_teacher.replies = "Some teaching.\nEducational score: 3"
+    env = fake_teacher.env()
+    (tmp_path / "textbook.toml").write_text(
+        f'[annotate]\nn = 4\ntext_column = "body"\n\n[teacher]\nbase_url = "{env["OPENAI_BASE_URL"]}"\n'
+        f'api_key = "{env["OPENAI_API_KEY"]}"\nmodel = "{env["TEXTBOOK_MODEL"]}"\n')
+    code, out, err = cli(capsys, "annotate", "w.parquet", "--out", "a")
+    assert code == 0, err
+    assert out.startswith("4 documents sampled: 4 scored") and read_table(tmp_path / "a").num_rows == 4, out
+    code, out, err = cli(capsys, "annotate", "w.parquet", "--out", "b", "--n", "6")
+    assert code == 0 and out.startswith("6 documents sampled"), err
+    (tmp_path / "textbook.toml").write_text("[annotate]\nsamples = 4\n")
+    code, _, err = cli(capsys, "annotate", "w.parquet", "--out", "c")
+    assert code == 2 and "unknown key(s) samples in [annotate]" in err and err.count("\n") == 1, err
+
+
+def test_annotate_help_shows_the_defaults_of_annotate_config(capsys):
+    import dataclasses
+
+    from textbook.filter.annotate import AnnotateConfig
+
+    code, out, _ = cli(capsys, "annotate", "--help")
+    help_text = " ".join(out.replace("│", " ").split())  # Rich wraps the help into a box
+    for field in dataclasses.fields(AnnotateConfig):
+        if field.name != "cache":  # --no-cache: a switch, not a value
+            assert f"(default: {field.default})" in help_text, (field.name, help_text)
+
+
+def test_textbook_toml_filter_train_section_applies_and_flags_win(capsys, tmp_path):
+    with open(tmp_path / "labels.jsonl", "w", encoding="utf-8") as fh:
+        for r in rows(120, "train"):
+            fh.write(json.dumps({"body": r["text"], "label": r["label"]}) + "\n")
+    (tmp_path / "textbook.toml").write_text('[filter_train]\ntext_column = "body"\nfolds = 2\nthreshold = 2.5\n')
+    code, out, err = cli(capsys, "train", "labels.jsonl", "--out", "m1")
+    assert code == 0, err
+    assert "2-fold cross-validation" in out and "F1 at threshold 2.5" in out, out
+    code, out, err = cli(capsys, "train", "labels.jsonl", "--out", "m2", "--folds", "3")
+    assert code == 0 and "3-fold cross-validation" in out, err
+    (tmp_path / "textbook.toml").write_text("[filter_train]\nfold = 2\n")
+    code, _, err = cli(capsys, "train", "labels.jsonl", "--out", "m3")
+    assert code == 2 and "unknown key(s) fold in [filter_train]" in err and err.count("\n") == 1, err
+    code, _, err = cli(capsys, "train", "labels.jsonl", "--out", "m3", "--config", "none.toml")
+    assert code == 2 and "config file none.toml does not exist" in err

@@ -62,10 +62,11 @@ def test_overfits_a_tiny_settings_set_to_100_percent(trained):
 
 def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
     from textbook.mu.eval import _judge, eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
     from textbook.settings.catalogue import load_catalogue
 
     tmp, data, _ = trained
-    report = eval_settings(tmp / "run", [data], split="validation", latency_samples=5, progress=False)
+    report = eval_settings(tmp / "run", [data], EvalSettingsConfig(split="validation", latency_samples=5), progress=False)
     assert report["rows"] == 4 * len(SETTINGS) and report["exact_match"] == 1.0 and report["invalid_rate"] == 0.0
     assert set(report["by_noise"]) == {"clean", "typo", "abbrev"} and report["by_action"]["set"]["rows"] == 8
     assert report["latency_ms"]["requests"] == 5 and report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
@@ -77,11 +78,12 @@ def test_eval_settings_reports_exact_match_by_action_and_noise(trained):
     assert _judge('{"action":"set","id":"display.brightnes', gold, catalogue) == (False, False)
     assert _judge('{"action":"increase","id":"display.brightness"}', gold, catalogue) == (True, False)
     with pytest.raises(TextbookError, match="no 'test' rows"):
-        eval_settings(tmp / "run", [data], split="test", progress=False)
+        eval_settings(tmp / "run", [data], EvalSettingsConfig(split="test"), progress=False)
 
 
 def test_eval_settings_lists_every_mistake(tmp_path, trained):
     from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
     from textbook.shards import ShardWriter
 
     from tests.mu_fixtures import SETTINGS_SCHEMA
@@ -92,7 +94,7 @@ def test_eval_settings_lists_every_mistake(tmp_path, trained):
         for n, (query, target, action, style, noise) in enumerate(SETTINGS):
             writer.write({"id": f"t{n}", "query": query, "target": swapped if n == 0 else target, "split": "test",
                           "style": style, "noise_ops": noise, "action": action})
-    report = eval_settings(tmp / "run", [tmp_path / "test"], latency_samples=0, progress=False)
+    report = eval_settings(tmp / "run", [tmp_path / "test"], EvalSettingsConfig(latency_samples=0), progress=False)
     lines = (tmp / "run" / "eval-settings-test-errors.jsonl").read_text().splitlines()
     assert report["exact_match"] == pytest.approx(7 / 8) and len(lines) == 1
     assert json.loads(lines[0]) == {"query": SETTINGS[0][0], "target": swapped, "output": SETTINGS[0][1], "valid": True,
@@ -151,6 +153,53 @@ def test_eval_lm_reports_perplexity(tmp_path, trained):
     tmp, _, _ = trained
     report = eval_lm(tmp / "run", [write_text(tmp_path / "text")], progress=False)
     assert report["tokens"] > 0 and report["perplexity"] == pytest.approx(math.exp(report["nll_per_token"]))
+
+
+def _cli(capsys, tmp_path, monkeypatch, toml: str, *argv: str) -> tuple[int, str, str]:
+    """The CLI run in tmp_path, where `toml` is textbook.toml."""
+    from tests.clirun import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "textbook.toml").write_text(toml)
+    return run_cli(capsys, *argv)
+
+
+def test_textbook_toml_eval_sections_apply_and_flags_win(tmp_path, trained, capsys, monkeypatch):
+    tmp, data, _ = trained
+    run = str(tmp / "run")
+    toml = '[eval_settings]\nsplit = "validation"\nlimit = 5\nlatency_samples = 0\n'
+    code, out, err = _cli(capsys, tmp_path, monkeypatch, toml, "eval", "settings", run, "--data", str(data))
+    assert code == 0 and out.startswith("5 validation rows: exact match 100.00%"), err
+    code, out, err = _cli(capsys, tmp_path, monkeypatch, toml, "eval", "settings", run, "--data", str(data), "--limit", "3")
+    assert code == 0 and out.startswith("3 validation rows"), err
+    text = str(write_text(tmp_path / "text"))
+    toml = "[eval_lm]\nbatch_size = 2\nlimit_batches = 1\n"
+    code, out, err = _cli(capsys, tmp_path, monkeypatch, toml, "eval", "lm", run, "--data", text)
+    assert code == 0, err
+    one = int(out.split(" over ")[1].split()[0].replace(",", ""))
+    code, out, err = _cli(capsys, tmp_path, monkeypatch, toml, "eval", "lm", run, "--data", text, "--limit-batches", "2")
+    assert code == 0 and int(out.split(" over ")[1].split()[0].replace(",", "")) > one, (out, err)
+    for section, command in (("eval_settings", ["settings", run, "--data", str(data)]), ("eval_lm", ["lm", run, "--data", text])):
+        code, _, err = _cli(capsys, tmp_path, monkeypatch, f"[{section}]\nbatch = 4\n", "eval", *command)
+        assert code == 2 and f"unknown key(s) batch in [{section}]" in err and err.count("\n") == 1, err
+    code, _, err = _cli(capsys, tmp_path, monkeypatch, "[eval_settings]\nbatch_size = 0\n", "eval", "settings", run,
+                        "--data", str(data))
+    assert code == 2 and err == "error: --batch-size must be at least 1, not 0\n"
+
+
+def test_textbook_toml_tokenizer_section_applies_and_flags_win(tmp_path, capsys, monkeypatch):
+    from textbook.mu.tokenizer import load_tokenizer
+
+    data = str(write_settings(tmp_path / "settings", repeat=4))
+    toml = '[tokenizer]\nvocab_size = 300\nout = "tok/file.json"\npretokenize = "words"\n'
+    code, _, err = _cli(capsys, tmp_path, monkeypatch, toml, "tokenizer", "train", data)
+    assert code == 0 and "tok/file.json" in err and load_tokenizer(tmp_path / "tok/file.json").get_vocab_size() == 300, err
+    code, _, err = _cli(capsys, tmp_path, monkeypatch, toml, "tokenizer", "train", data, "--out", "other.json", "--vocab-size", "280")
+    assert code == 0 and "other.json" in err and load_tokenizer(tmp_path / "other.json").get_vocab_size() == 280, err
+    code, _, err = _cli(capsys, tmp_path, monkeypatch, "[tokenizer]\nvocab = 300\n", "tokenizer", "train", data)
+    assert code == 2 and "unknown key(s) vocab in [tokenizer]" in err and err.count("\n") == 1, err
+    code, _, err = _cli(capsys, tmp_path, monkeypatch, "", "tokenizer", "train", data, "--pretokenize", "chars")
+    assert code == 2 and err == "error: unknown --pretokenize 'chars': use one of words, whitespace\n"
 
 
 def test_run_rebuilds_from_its_own_config_without_pickle(trained):

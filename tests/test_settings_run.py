@@ -76,7 +76,7 @@ def test_config_file_and_extending_a_finished_run(capsys, tmp_path):
     assert code == 0 and "resumed at 1,500" in out
     assert read_table(tmp_path / "cfg/settings").slice(0, 1500).to_pylist() == rows
     code, _, err = cli(capsys, "--offline", "--n", "2500", "--seed", "7")
-    assert code == 1 and "different config" in err
+    assert code == 1 and "holds a settings dataset with other inputs or settings (config.seed: 0 -> 7)" in err
 
 
 def test_resume_after_sigkill_gives_the_same_dataset(tmp_path):

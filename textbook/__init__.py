@@ -8,11 +8,11 @@ The map: each command is a thin typer shell in `textbook/cli/` over one library 
     textbook filter annotate     textbook.filter.annotate.annotate
     textbook filter train        textbook.filter.train.train
     textbook shards              textbook.summary.describe_shards
-    textbook tokenizer train     textbook.mu.tokenizer.train_tokenizer
+    textbook tokenizer train     textbook.mu.tokenizer.tokenizer_from_shards
     textbook train               textbook.mu.train.train
     textbook eval settings | lm  textbook.mu.eval.eval_settings | eval_lm
     textbook export              textbook.export.exporter.export_run
-    textbook infer               textbook.export.runner.Runner
+    textbook infer               textbook.export.runner.Runner (--bench: textbook.export.bench.bench)
 
 Shared by all: textbook.config (flags > textbook.toml > environment > defaults), textbook.errors (the error
 types and exit codes), textbook.shards (Arrow shards and manifests: the only contract between the data

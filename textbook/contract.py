@@ -40,6 +40,9 @@ TARGET = "target"  # the canonical call (the grammar below)
 SPLIT = "split"  # train | validation | test; every variant of a seed lands in its seed's split
 ACTION, STYLE, NOISE_OPS = "action", "style", "noise_ops"  # what the evaluator groups exact match by
 TRAIN, VALIDATION, TEST = "train", "validation", "test"  # the values of SPLIT
+# -- shard formats: the file format (`--format`) -> the shards' suffix (textbook.shards writes and reads them) --
+FORMATS = {"arrow": ".arrow", "arrow-stream": ".arrow", "parquet": ".parquet"}
+
 # -- the text column of text shards (textbook gen's sections; the default --text-column everywhere) --
 TEXT = "text"
 

@@ -1,10 +1,13 @@
 """A run's output directory: one writer at a time, and a rerun that says what changed.
 
-`RunLock` holds an advisory `flock` on `OUT/.lock` while a command writes into OUT. The kernel drops
-the lock when the holder dies, however it dies, so a second launch into the same --out is refused
-at once (naming the run that holds it), while a rerun after `kill -9` finds a stale file it can
-take. `differences` compares the fingerprint a run saved with the one a rerun computes and names
-what differs, so "other inputs or settings" never leaves the user guessing.
+`RunDir` is what every stage's run holds while it writes into OUT:
+- the lock (`RunLock`): an advisory `flock` on `OUT/.lock`. The kernel drops it when the holder dies,
+  however it dies, so a second launch into the same --out is refused at once (naming the run that
+  holds it), while a rerun after `kill -9` finds a stale file it can take;
+- the fingerprint (`OUT/run.json`): what decides the run's content (inputs, settings, model). A rerun
+  with the same one resumes; with another it stops and `differences` names what differs, so "other
+  inputs or settings" never leaves the user guessing;
+- the completion mark (in run.json), so a finished run is not redone.
 """
 
 from __future__ import annotations
@@ -83,6 +86,55 @@ class RunLock:
             pass
         os.close(self._fd)
         self._fd = None
+
+
+class RunDir:
+    """`with RunDir(out) as rd:` the lock on `out`; `rd.claim(fingerprint)` then checks or records
+    what the run is, and `rd.finish()` marks it complete."""
+
+    RECORD = "run.json"
+
+    def __init__(self, out: str | Path, flag: str = "--out"):
+        self.out = Path(out)
+        self.path = self.out / self.RECORD
+        self._lock = RunLock(out, flag)
+        self.record: dict[str, Any] = {}
+
+    def __enter__(self) -> "RunDir":
+        self._lock.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.__exit__(*exc)
+
+    def claim(self, fingerprint: dict[str, Any], what: str = "a run") -> bool:
+        """Record `fingerprint` for a new run, or check a rerun against the recorded one (a TextbookError
+        naming what differs when it does not match). True when the recorded run is complete."""
+        from textbook.shards import atomic_write_json
+
+        new = json.loads(json.dumps(fingerprint, default=str))  # as it reads back from the file
+        if self.path.is_file():
+            try:
+                self.record = json.loads(self.path.read_text(encoding="utf-8"))
+                old = self.record["fingerprint"]
+            except (ValueError, KeyError, TypeError):
+                raise TextbookError(f"{self.path} is damaged: delete {self.out} to start over") from None
+            if old != new:
+                raise TextbookError(
+                    f"{self.out} holds {what} with other inputs or settings ({'; '.join(differences(old, new))}): "
+                    "rerun with the original ones, use another --out, or delete it to start over"
+                )
+            return bool(self.record.get("complete"))
+        self.record = {"fingerprint": new, "complete": False}
+        atomic_write_json(self.path, self.record)
+        return False
+
+    def finish(self, **facts: Any) -> None:
+        """Mark the run complete (with any facts worth keeping beside the fingerprint)."""
+        from textbook.shards import atomic_write_json
+
+        self.record.update(facts, complete=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        atomic_write_json(self.path, self.record)
 
 
 def _command() -> str:

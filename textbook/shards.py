@@ -31,10 +31,10 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbook.contract import FORMATS
 from textbook.errors import TextbookError
 
 MANIFEST = "manifest.json"
-FORMATS = {"arrow": ".arrow", "arrow-stream": ".arrow", "parquet": ".parquet"}
 _SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary()}
 
 

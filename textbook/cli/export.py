@@ -10,16 +10,12 @@ from typing import Optional
 
 import typer
 
+from textbook.cli import options
+from textbook.cli.options import default
+from textbook.config import load_config_file, resolve
 from textbook.errors import TextbookError
-
-
-def _queries(data: Optional[Path], split: str, limit: int) -> list[str]:
-    from textbook.export.exporter import EXAMPLE_QUERIES
-    from textbook.export.samples import read_samples
-
-    if data is None:
-        return list(EXAMPLE_QUERIES)
-    return [s.query for s in read_samples(data, split=split, limit=limit)]
+from textbook.export.config import ExportConfig
+from textbook.export.config import VARIANTS, InferConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -29,18 +25,18 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory for the ONNX graphs, tokenizer, config and manifest."),
         quantize: Optional[list[str]] = typer.Option(
             None, "--quantize", "-q",
-            help="none (fp32 only, default), int8, a16w8 (QNN: 16-bit activations, 8-bit weights), dynamic (CPU int8). "
-            "Repeat or comma-separate for several; fp32 is always written.",
+            help="none (fp32 only), int8, a16w8 (QNN: 16-bit activations, 8-bit weights), dynamic (CPU int8). "
+            f"Repeat or comma-separate for several; fp32 is always written. (default: {default(ExportConfig, 'quantize')})",
         ),
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Settings shards (query, target, split): calibration and held-out parity."),
         max_source_len: Optional[int] = typer.Option(None, "--max-source-len", help="Static encoder length in tokens (default: the model's)."),
         max_target_len: Optional[int] = typer.Option(None, "--max-target-len", help="Static KV cache length = most tokens decoded (default: the model's)."),
-        calibration_samples: Optional[int] = typer.Option(None, help="Queries decoded for calibration (default 32)."),
-        parity_samples: Optional[int] = typer.Option(None, help="Held-out queries for agreement and exact match (default 200)."),
-        parity_split: Optional[str] = typer.Option(None, help="Split scored for parity (default test)."),
-        calibration_split: Optional[str] = typer.Option(None, help="Split calibrated on (default train)."),
+        calibration_samples: Optional[int] = typer.Option(None, help=f"Queries decoded for calibration. (default: {default(ExportConfig, 'calibration_samples')})"),
+        parity_samples: Optional[int] = typer.Option(None, help=f"Held-out queries for agreement and exact match. (default: {default(ExportConfig, 'parity_samples')})"),
+        parity_split: Optional[str] = typer.Option(None, help=f"Split scored for parity. (default: {default(ExportConfig, 'parity_split')})"),
+        calibration_split: Optional[str] = typer.Option(None, help=f"Split calibrated on. (default: {default(ExportConfig, 'calibration_split')})"),
         check: Optional[Path] = typer.Option(None, "--check", help="Only check DIR (or one .onnx file) for what NPU execution providers reject."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Config file (default ./textbook.toml); section \\[export]."),
+        config: Optional[Path] = options.config_option("export"),
     ) -> None:
         """Export a trained Mu run to static-shape ONNX (encoder + KV-cache decoder step), quantize, check parity.
 
@@ -58,8 +54,6 @@ def register(app: typer.Typer) -> None:
             return
         if run is None or out is None:
             raise TextbookError("give a run and --out: textbook export RUN --out DIR (or --check DIR to lint graphs)")
-        from textbook.config import load_config_file, resolve
-        from textbook.export.config import ExportConfig
         from textbook.export.exporter import export_run, format_summary
 
         variants = tuple(v.strip() for item in quantize or [] for v in item.split(",") if v.strip()) or None
@@ -80,12 +74,13 @@ def register(app: typer.Typer) -> None:
     def infer(
         directory: Path = typer.Argument(..., help="An export directory (the --out of `textbook export`)."),
         query: Optional[str] = typer.Argument(None, help="A settings request, as typed in the Settings search box."),
-        variant: Optional[str] = typer.Option(None, "--variant", "-v", help="fp32, int8, a16w8 or dynamic (default: the last one exported)."),
+        variant: Optional[str] = typer.Option(None, "--variant", "-v", help=f"{', '.join(VARIANTS)}. (default: the last one exported; --bench: every one)"),
         bench: bool = typer.Option(False, "--bench", help="Benchmark every variant side by side instead of answering one query."),
-        data: Optional[Path] = typer.Option(None, "--data", help="--bench: settings shards to take queries from (default: built-in examples)."),
-        split: str = typer.Option("test", help="--bench: split of --data to use."),
-        requests: int = typer.Option(200, help="--bench: queries per variant."),
-        threads: int = typer.Option(1, help="ONNX Runtime intra-op threads (0 = one per core)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="--bench: settings shards to take queries from. (default: built-in examples)"),
+        split: Optional[str] = typer.Option(None, help=f"--bench: split of --data to use. (default: {default(InferConfig, 'split')})"),
+        requests: Optional[int] = typer.Option(None, help=f"--bench: queries per variant. (default: {default(InferConfig, 'requests')})"),
+        threads: Optional[int] = typer.Option(None, help=f"ONNX Runtime intra-op threads (0 = one per core). (default: {default(InferConfig, 'threads')})"),
+        config: Optional[Path] = options.config_option("infer"),
     ) -> None:
         """Run an exported Mu with ONNX Runtime: greedy decoding with a fixed-size KV cache; prints the function call.
 
@@ -93,18 +88,18 @@ def register(app: typer.Typer) -> None:
 
         Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
         """
+        cli = {"variant": variant, "data": str(data) if data else None, "split": split, "requests": requests, "threads": threads}
+        cfg = resolve(InferConfig, cli=cli, file=load_config_file(config).get("infer", {}), section="infer")
         if bench:
-            from textbook.export.bench import benchmark, format_bench
+            from textbook.export.bench import bench as run_bench, format_bench
 
-            queries = _queries(data, split, requests)
-            queries = (queries * (requests // max(len(queries), 1) + 1))[:requests]
-            typer.echo(format_bench(benchmark(directory, queries, variants=[variant] if variant else None, threads=threads)), nl=False)
+            typer.echo(format_bench(run_bench(directory, cfg)), nl=False)
             return
         if not query:
             raise TextbookError('give a query: textbook infer DIR "turn on bluetooth" (or --bench)')
         from textbook.export.runner import Runner
 
-        runner = Runner(directory, variant, threads=threads)
+        runner = Runner(directory, cfg.variant, threads=cfg.threads)
         text, gen = runner(query)
         typer.echo(text)
         typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, {gen.total_s * 1000:.0f} ms)", err=True)

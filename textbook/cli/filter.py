@@ -7,6 +7,7 @@ that subcommand, anything else runs the hidden `run` command with all the words.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,6 +16,10 @@ from typer.core import TyperGroup
 
 from textbook.bundled import preset_names
 from textbook.cli import options
+from textbook.cli.options import default
+from textbook.config import load_config_file, resolve
+from textbook.filter.config import AnnotateConfig, Classifier, ClassifierTrainConfig, FilterRun
+from textbook.teacher.config import TeacherConfig
 
 
 class _DefaultGroup(TyperGroup):
@@ -40,6 +45,8 @@ class _DefaultGroup(TyperGroup):
         return [name for name in self.commands if name != self.default]
 
 
+_ct = functools.partial(default, ClassifierTrainConfig)
+
 filter_app = typer.Typer(
     name="filter",
     cls=_DefaultGroup,
@@ -54,15 +61,15 @@ filter_app = typer.Typer(
 def run(
     files: List[str] = typer.Argument(..., help="Parquet, JSONL or Arrow files, directories or globs.", show_default=False),
     out: Path = typer.Option(Path("runs/filter"), "--out", "-o", help="Output directory (kept/, removed/, report.*). Rerun the same command to resume."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Preset name in filters/ ({', '.join(preset_names())}) or a YAML file. (default: default)"),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text. (default: text)"),
-    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids; without one, ids are FILE#ROW. An id that repeats an earlier row's (two files numbered from 0) is kept, renamed ID@FILE#ROW, and counted in the report. (default: id)"),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train`. (default: the bundled one)"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents with edu_score >= this (0-5). (default: the preset's, 3)"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes for the analysis pass. (default: 2)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Rows per batch. (default: 1000)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Output shards: parquet or arrow. (default: parquet)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="Config file with a \\[filter] section. (default: ./textbook.toml when present)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Preset name in filters/ ({', '.join(preset_names())}) or a YAML file. (default: {default(FilterRun, 'preset')})"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help=f"Column holding the text. (default: {default(FilterRun, 'text_column')})"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help=f"Column holding document ids; without one, ids are FILE#ROW. An id that repeats an earlier row's (two files numbered from 0) is kept, renamed ID@FILE#ROW, and counted in the report. (default: {default(FilterRun, 'id_column')})"),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train` (or TEXTBOOK_FILTER_CLASSIFIER). (default: the bundled one)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Keep documents with edu_score >= this (0-5). (default: the preset's classifier.threshold, {default(Classifier, 'threshold')} unless it sets one)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Processes for the analysis pass (or TEXTBOOK_WORKERS). (default: {default(FilterRun, 'workers')})"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Rows per batch. (default: {default(FilterRun, 'batch_size')})"),
+    fmt: Optional[str] = typer.Option(None, "--format", help=f"Output shards: parquet or arrow. (default: {default(FilterRun, 'format')})"),
+    config: Optional[Path] = options.config_option("filter"),
 ) -> None:
     """Filter web documents: Gopher/C4/FineWeb heuristics, exact + MinHash near-duplicate removal, then an
     educational-value classifier. Writes OUT/kept/ (original columns + edu_score, cluster_id, duplicates),
@@ -77,7 +84,6 @@ def run(
 
       textbook filter web.parquet --preset dedup-only --out runs/dedup
     """
-    from textbook.config import load_config_file
     from textbook.filter.config import load_preset, resolve_run
     from textbook.filter.run import run_filter
 
@@ -110,28 +116,30 @@ def summary(report: dict, out: Path) -> str:
 def train(
     labels: List[str] = typer.Argument(..., help="Labelled data: `textbook filter annotate` output, or files with text + edu_score (0-5) or label (0/1)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (model.json + weights.npz)."),
-    text_column: str = typer.Option("text", "--text-column", help="Column holding the text."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help=f"Column holding the text. (default: {_ct('text_column')})"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column. (default: edu_score, score or label, the first that exists)"),
-    threshold: float = typer.Option(3.0, "--threshold", help="Score at which a document counts as educational (for F1 and the confusion matrix)."),
-    features: str = typer.Option("hashed", "--features", help="hashed (word 1-2 + char 3-5 grams) or embeddings (needs --embeddings-model)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Score at which a document counts as educational (for F1 and the confusion matrix). (default: {_ct('threshold')})"),
+    features: Optional[str] = typer.Option(None, "--features", help=f"hashed (word 1-2 + char 3-5 grams) or embeddings (needs --embeddings-model). (default: {_ct('features')})"),
     embeddings_model: Optional[Path] = typer.Option(None, "--embeddings-model", help="A local sentence-transformers model directory (nothing is downloaded)."),
-    folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
-    c: float = typer.Option(16.0, "--C", help="Inverse regularisation strength of the linear head."),
+    folds: Optional[int] = typer.Option(None, "--folds", help=f"Cross-validation folds. (default: {_ct('folds')})"),
+    c: Optional[float] = typer.Option(None, "--C", help=f"Inverse regularisation strength of the linear head. (default: {_ct('C')})"),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed of the folds and the fit. (default: {_ct('seed')})"),
+    config: Optional[Path] = options.config_option("filter_train"),
 ) -> None:
     """Fit the educational-value classifier (a linear head, scikit-learn) and print cross-validated metrics.
 
     Example: textbook filter train labels/ --out models/edu
     """
-    from textbook.filter.features import FeatureConfig
-    from textbook.filter.train import ClassifierTrainConfig, train as fit_model
+    from textbook.filter.train import train as fit_model
 
-    fc = FeatureConfig(kind=features, embeddings_model=str(embeddings_model) if embeddings_model else None)
-    result = fit_model(labels, out, features=fc, config=ClassifierTrainConfig(text_column=text_column, label_column=label_column,
-                                                                     threshold=threshold, folds=folds, C=c))
+    cli = {"text_column": text_column, "label_column": label_column, "threshold": threshold, "features": features,
+           "embeddings_model": str(embeddings_model) if embeddings_model else None, "folds": folds, "C": c, "seed": seed}
+    cfg = resolve(ClassifierTrainConfig, cli=cli, file=load_config_file(config).get("filter_train", {}), section="filter_train")
+    result = fit_model(labels, out, config=cfg)
     cv = result["cross_validation"]
     (tn, fp), (fn, tp) = cv["confusion_matrix"]
     lines = [f"{result['rows']:,} labelled documents ({result['scheme']} labels), {cv['folds']}-fold cross-validation:",
-             f"  F1 at threshold {threshold:g}: {cv['f1_at_threshold']}   accuracy {cv['accuracy_at_threshold']}   ROC AUC {cv['roc_auc']}"]
+             f"  F1 at threshold {cfg.threshold:g}: {cv['f1_at_threshold']}   accuracy {cv['accuracy_at_threshold']}   ROC AUC {cv['roc_auc']}"]
     if "mae" in cv:
         lines.append(f"  MAE {cv['mae']}   Spearman {cv['spearman']}")
     lines += ["  confusion matrix (rows: truth, columns: predicted)", "            below  above",
@@ -143,32 +151,32 @@ def train(
 def annotate(
     files: List[str] = typer.Argument(..., help="Documents to sample from (Parquet, JSONL, Arrow, directories, globs)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the labels (Arrow shards; resumable)."),
-    n: int = typer.Option(2000, "--n", "-n", help="Documents to sample and score."),
-    prompt: str = typer.Option("edu_score", "--prompt", help="edu_score (FineWeb-Edu rubric) or edu_score_code (phi-1: basic coding concepts), or your own template name."),
-    text_column: str = typer.Option("text", "--text-column", help="Column holding the text."),
-    id_column: str = typer.Option("id", "--id-column", help="Column holding document ids (FILE#ROW when missing)."),
-    chars: int = typer.Option(1000, "--chars", help="The teacher sees the first CHARS characters (FineWeb-Edu: ~1,000)."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help=f"Documents to sample and score. (default: {default(AnnotateConfig, 'n')})"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help=f"edu_score (FineWeb-Edu rubric) or edu_score_code (phi-1: basic coding concepts), or your own template name. (default: {default(AnnotateConfig, 'prompt')})"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help=f"Column holding the text. (default: {default(AnnotateConfig, 'text_column')})"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help=f"Column holding document ids, FILE#ROW when missing. (default: {default(AnnotateConfig, 'id_column')})"),
+    chars: Optional[int] = typer.Option(None, "--chars", help=f"The teacher sees the first CHARS characters (FineWeb-Edu: ~1,000). (default: {default(AnnotateConfig, 'chars')})"),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Sampling seed. (default: {default(AnnotateConfig, 'seed')})"),
     model: Optional[str] = options.MODEL,
     base_url: Optional[str] = options.BASE_URL,
     api_key: Optional[str] = options.API_KEY,
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight at most."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help=f"Requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Directory of your own templates overriding the bundled ones by name."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Config file. (default: ./textbook.toml when present)"),
+    config: Optional[Path] = options.config_option("annotate", "teacher"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
 ) -> None:
     """Have a teacher LLM score a sample of documents 0-5 for educational value (labels for `filter train`).
 
     Example: textbook filter annotate web.parquet --n 2000 --out labels/ --model gpt-4o-mini
     """
-    from textbook.config import load_config_file
-    from textbook.filter.annotate import AnnotateConfig, annotate as run_annotate
+    from textbook.filter.annotate import annotate as run_annotate
     from textbook.teacher.config import resolve_teacher
 
     file = load_config_file(config)
+    cfg = resolve(AnnotateConfig, cli={"n": n, "prompt": prompt, "text_column": text_column, "id_column": id_column,
+                                       "chars": chars, "seed": seed, "cache": False if no_cache else None},
+                  file=file.get("annotate", {}), section="annotate")
     teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency}, file)
-    cfg = AnnotateConfig(n=n, prompt=prompt, text_column=text_column, id_column=id_column, chars=chars, seed=seed,
-                         cache=not no_cache)
     result = run_annotate(files, out, cfg, teacher, prompts_dir=prompts)
     typer.echo(annotate_summary(result))
 

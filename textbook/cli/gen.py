@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from textbook.cli import options
+from textbook.cli.options import default
+from textbook.gen.config import GenConfig
+from textbook.teacher.config import TeacherConfig
 
 gen_app = typer.Typer(
     name="gen",
@@ -19,23 +22,23 @@ gen_app = typer.Typer(
 @gen_app.callback(invoke_without_command=True)
 def gen(
     ctx: typer.Context,
-    topic: str = typer.Option(None, "--topic", "-t", help="What the data is about; the teacher expands it into a tree of subtopics. (default: python)"),
-    kind: str = typer.Option(None, "--kind", "-k", help="textbook (Markdown sections with code) or exercises (function + docstring, solution, tests; executed in a sandbox). (default: textbook)"),
-    n: int = typer.Option(None, "--n", "-n", help="Planned rows: kept + rejected = n. A larger --n on the same --out extends it. (default: 100)"),
+    topic: str = typer.Option(None, "--topic", "-t", help=f"What the data is about; the teacher expands it into a tree of subtopics. (default: {default(GenConfig, 'topic')})"),
+    kind: str = typer.Option(None, "--kind", "-k", help=f"textbook (Markdown sections with code) or exercises (function + docstring, solution, tests; executed in a sandbox). (default: {default(GenConfig, 'kind')})"),
+    n: int = typer.Option(None, "--n", "-n", help=f"Planned rows: kept + rejected = n. A larger --n on the same --out extends it. (default: {default(GenConfig, 'n')})"),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (resumable). (default: runs/<topic>)"),
     topics: Path = typer.Option(None, "--topics", help="A topics.json to use instead of asking the teacher (edit the one a run saves in --out)."),
-    depth: int = typer.Option(None, "--depth", help="Levels of subtopics below the topic. (default: 2)"),
-    breadth: int = typer.Option(None, "--breadth", help="Subtopics per node. (default: 8)"),
-    seed: int = typer.Option(None, "--seed", help="Seed of the plan (which topic gets which constraints). (default: 0)"),
-    concurrency: int = typer.Option(None, "--concurrency", "-c", help="Requests in flight at most. (default: 16)"),
-    rpm: float = typer.Option(None, "--rpm", help="Client-side requests/minute limit (0 = none)."),
-    tpm: float = typer.Option(None, "--tpm", help="Client-side tokens/minute limit (0 = none)."),
+    depth: int = typer.Option(None, "--depth", help=f"Levels of subtopics below the topic. (default: {default(GenConfig, 'depth')})"),
+    breadth: int = typer.Option(None, "--breadth", help=f"Subtopics per node. (default: {default(GenConfig, 'breadth')})"),
+    seed: int = typer.Option(None, "--seed", help=f"Seed of the plan (which topic gets which constraints). (default: {default(GenConfig, 'seed')})"),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", help=f"Requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
+    rpm: float = typer.Option(None, "--rpm", help=f"Client-side requests/minute limit (0 = none). (default: {default(TeacherConfig, 'requests_per_minute')})"),
+    tpm: float = typer.Option(None, "--tpm", help=f"Client-side tokens/minute limit (0 = none). (default: {default(TeacherConfig, 'tokens_per_minute')})"),
     model: str = options.MODEL,
     base_url: str = options.BASE_URL,
     api_key: str = options.API_KEY,
-    config: Path = typer.Option(None, "--config", help="Config file. (default: ./textbook.toml when present)"),
+    config: Path = options.config_option("gen", "teacher"),
     prompts: Path = typer.Option(None, "--prompts", help="Directory of your own templates (textbook.j2, exercise.j2, topics.j2, vocabulary.json, topics/<topic>.json) overriding the bundled ones by name."),
-    fmt: str = options.FORMAT,
+    fmt: str = options.format_option(GenConfig),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache (a rerun pays again)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Render every prompt without a teacher: a prompts shard, an OpenAI Batch API file, token and cost estimates."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation before a paid run (only asked on a terminal)."),

@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from textbook.cli import options
+from textbook.cli.options import default
+from textbook.settings.config import SettingsConfig
+from textbook.teacher.config import TeacherConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -15,23 +18,23 @@ def register(app: typer.Typer) -> None:
     @gen_app.command("settings")
     def settings(
         offline: bool = typer.Option(False, "--offline", help="Templates, catalogue vocabulary, noise and sampling only: no teacher needed."),
-        n: int = typer.Option(None, "--n", "-n", help="Samples to write (teacher + template). (default: 200000)"),
-        out: Path = typer.Option(None, "--out", "-o", help="Output directory: OUT/settings/ shards, OUT/settings-removed/, OUT/settings-report.md. (default: out)"),
+        n: int = typer.Option(None, "--n", "-n", help=f"Samples to write (teacher + template). (default: {default(SettingsConfig, 'n')})"),
+        out: Path = typer.Option(None, "--out", "-o", help=f"Output directory: OUT/settings/ shards, OUT/settings-removed/, OUT/settings-report.md. (default: {default(SettingsConfig, 'out')})"),
         catalogue: Path = typer.Option(None, "--catalogue", help="Your own settings catalogue (YAML; see textbook/settings/FORMAT.md). (default: the bundled Windows catalogue)"),
         check_catalogue: bool = typer.Option(False, "--check-catalogue", help="Only validate the catalogue and print what it holds."),
-        seed: int = typer.Option(None, "--seed", help="Random seed: the same seed and config give the same dataset. (default: 0)"),
-        noise_rate: float = typer.Option(None, "--noise-rate", help="Share of samples with 1-3 noise operations (typos, partial words, ...). (default: 0.3)"),
-        none_rate: float = typer.Option(None, "--none-rate", help="Share of out-of-scope requests labelled {\"action\":\"none\"}. (default: 0.06)"),
-        teacher_share: float = typer.Option(None, "--teacher-share", help="Share of --n made of teacher paraphrases. (default: 0.3)"),
-        paraphrases: int = typer.Option(None, "--paraphrases", help="Rewrites asked of the teacher per seed. (default: 6)"),
+        seed: int = typer.Option(None, "--seed", help=f"Random seed: the same seed and config give the same dataset. (default: {default(SettingsConfig, 'seed')})"),
+        noise_rate: float = typer.Option(None, "--noise-rate", help=f"Share of samples with 1-3 noise operations (typos, partial words, ...). (default: {default(SettingsConfig, 'noise_rate')})"),
+        none_rate: float = typer.Option(None, "--none-rate", help=f"Share of out-of-scope requests labelled {{\"action\":\"none\"}}. (default: {default(SettingsConfig, 'none_rate')})"),
+        teacher_share: float = typer.Option(None, "--teacher-share", help=f"Share of --n made of teacher paraphrases. (default: {default(SettingsConfig, 'teacher_share')})"),
+        paraphrases: int = typer.Option(None, "--paraphrases", help=f"Rewrites asked of the teacher per seed. (default: {default(SettingsConfig, 'paraphrases')})"),
         no_judge: bool = typer.Option(False, "--no-judge", help="Skip the second teacher pass that drops mislabelled paraphrases."),
-        workers: int = typer.Option(None, "--workers", "-w", help="Processes rendering template samples; the data is the same for any number. (default: 0 = auto: cores - 1, up to 4, from 100k samples on 4+ cores)"),
-        fmt: str = options.FORMAT,
+        workers: int = typer.Option(None, "--workers", "-w", help=f"Processes rendering template samples; the data is the same for any number; 0 = auto: cores - 1, up to 4, from 100k samples on 4+ cores. (default: {default(SettingsConfig, 'workers')})"),
+        fmt: str = options.format_option(SettingsConfig),
         model: str = options.MODEL,
         base_url: str = options.BASE_URL,
         api_key: str = options.API_KEY,
-        concurrency: int = typer.Option(None, "--concurrency", "-c", help="Teacher requests in flight at most. (default: 16)"),
-        config: Path = typer.Option(None, "--config", help="Config file with \\[settings] and \\[teacher] tables. (default: ./textbook.toml when present)"),
+        concurrency: int = typer.Option(None, "--concurrency", "-c", help=f"Teacher requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
+        config: Path = options.config_option("settings", "teacher"),
         prompts: Path = typer.Option(None, "--prompts", help="Directory overriding prompts/settings_paraphrase.j2 and settings_judge.j2 by name."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the teacher response cache."),
     ) -> None:

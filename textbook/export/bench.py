@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from textbook.errors import TextbookError
+from textbook.export.config import THREADS, InferConfig
 from textbook.export.runner import Runner, read_export_manifest
 
 
@@ -28,12 +29,26 @@ class BenchRow:
     tokens_per_request: float
 
 
+def bench(directory, cfg: InferConfig) -> list[BenchRow]:
+    """`textbook infer DIR --bench`: cfg.requests queries (from cfg.data's split, else the built-in examples,
+    repeated as needed) through every variant, or cfg.variant only."""
+    from textbook.export.exporter import EXAMPLE_QUERIES
+    from textbook.export.samples import read_samples
+
+    if cfg.data is None:
+        queries = list(EXAMPLE_QUERIES)
+    else:
+        queries = [s.query for s in read_samples(cfg.data, split=cfg.split, limit=cfg.requests)]
+    queries = (queries * (cfg.requests // max(len(queries), 1) + 1))[:cfg.requests]
+    return benchmark(directory, queries, variants=[cfg.variant] if cfg.variant else None, threads=cfg.threads)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def benchmark(directory, queries: list[str], *, variants: list[str] | None = None, warmup: int = 3, threads: int = 1) -> list[BenchRow]:
+def benchmark(directory, queries: list[str], *, variants: list[str] | None = None, warmup: int = 3, threads: int = THREADS) -> list[BenchRow]:
     manifest = read_export_manifest(directory)
     names = variants or list(manifest["variants"])
     runners = {v: Runner(directory, v, threads=threads) for v in names}

@@ -41,3 +41,27 @@ class ExportConfig:
     @property
     def variants(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(q for q in self.quantize if q != "none"))
+
+VARIANTS = ("fp32", *(q for q in QUANTIZE if q != "none"))
+# One thread by default: a batch-of-one decode is a chain of small ops, and a second spinning
+# thread made requests 2x slower on this 2-core CPU as soon as other jobs ran (0 = one per core).
+THREADS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InferConfig:
+    """`textbook infer` ([infer] in textbook.toml): the defaults are the recipe."""
+
+    variant: str | None = None  # fp32, int8, a16w8 or dynamic; None = the last one exported (--bench: every one)
+    threads: int = THREADS  # ONNX Runtime intra-op threads (0 = one per core)
+    data: str | None = None  # --bench: settings shards to take queries from; None = built-in example queries
+    split: str = TEST  # --bench: the split of `data` to use
+    requests: int = 200  # --bench: queries per variant
+
+    def __post_init__(self) -> None:
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ConfigError(f"unknown --variant {self.variant!r}: use {', '.join(VARIANTS)}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be at least 0 (0 = one per core), not {self.threads}")
+        if self.requests < 1:
+            raise ConfigError(f"--requests must be at least 1, not {self.requests}")

@@ -24,7 +24,7 @@ from textbook.export.check import check_model
 from textbook.export.config import ExportConfig
 from textbook.export.deps import need
 from textbook.export.runner import MANIFEST, Runner, earlier_manifest
-from textbook.rundir import RunLock
+from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes, atomic_write_json
 
 # Settings requests in the style users type (Mu's own example among them): parity inputs when no
@@ -94,7 +94,7 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
         raise TextbookError(f"{run} does not exist: pass the --out directory of a `textbook train` run")
     if not (run / WEIGHTS).is_file():
         raise TextbookError(f"{run} holds no trained model ({WEIGHTS} is missing): pass the --out directory of a finished `textbook train` run")
-    with RunLock(out):
+    with RunDir(out):
         return _export(run, Path(out), cfg, progress)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from textbook.errors import TextbookError
+from textbook.export.config import THREADS
 from textbook.export.deps import need
 from textbook.mu.lexicon import Lexicon
 from textbook.mu.tokenizer import source_text
 
 MANIFEST = "export.json"
-
 
 # What the runner reads from the manifest: a damaged one is a clear error here, not a KeyError mid-run.
 _NEEDED = {"shapes": ("source_len", "cache_len", "layers", "kv_heads", "head_dim"),
@@ -90,7 +90,7 @@ class Generation:
 class Runner:
     """One variant (fp32, int8, a16w8, dynamic) of an export directory, ready to decode."""
 
-    def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = 1, manifest: dict | None = None):
+    def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = THREADS, manifest: dict | None = None):
         ort = need("onnxruntime")
         tokenizers = need("tokenizers")
         self.directory = Path(directory)
@@ -118,9 +118,7 @@ class Runner:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # One thread by default: a batch-of-one decode is a chain of small ops, and a second spinning
-        # thread made requests 2x slower on this 2-core CPU as soon as other jobs ran (0 = one per core).
-        if threads:
+        if threads:  # THREADS says why one is the default
             options.intra_op_num_threads = threads
         files = variants[self.variant]["files"]
         try:

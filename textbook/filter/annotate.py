@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from textbook.config import public_dict
-from textbook.errors import TextbookError
-from textbook.filter.config import FilterRun
+from textbook.filter.config import AnnotateConfig, FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
 from textbook.prompts import Prompts
-from textbook.rundir import RunLock, differences
-from textbook.shards import ShardWriter, read_manifest, schema_for
+from textbook.rundir import RunDir
+from textbook.shards import ShardWriter, schema_for
+from textbook.teacher.cache import CACHE_FILE
 from textbook.teacher.client import Teacher, TeacherRejected
 from textbook.teacher.config import TeacherConfig
 from textbook.teacher.failures import nothing_usable
@@ -34,17 +34,6 @@ from textbook.teacher.failures import nothing_usable
 BEGIN, END = "<<<BEGIN EXTRACT>>>", "<<<END EXTRACT>>>"
 REPLY_TOKENS = 400  # a short justification and the score
 _SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])(?!\.?\d)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class AnnotateConfig:
-    n: int = 2000
-    prompt: str = "edu_score"
-    text_column: str = "text"
-    id_column: str = "id"
-    chars: int = 1000
-    seed: int = 0
-    cache: bool = True
 
 
 @dataclass(slots=True)
@@ -135,12 +124,12 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
              *, prompts_dir: str | Path | None = None) -> dict[str, Any]:
     """Score a sample of the inputs into `out`; returns counts and the teacher's usage."""
-    with RunLock(out):
-        return _annotate_into(files, Path(out), config, teacher, prompts_dir)
+    with RunDir(out) as rundir:
+        return _annotate_into(files, Path(out), config, teacher, prompts_dir, rundir)
 
 
 def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher: TeacherConfig,
-                   prompts_dir: str | Path | None) -> dict[str, Any]:
+                   prompts_dir: str | Path | None, rundir: RunDir) -> dict[str, Any]:
     prompts = Prompts(prompts_dir)
     prompts.get(config.prompt)  # a missing template fails before the (slow) sampling pass
     docs = sample(files, config)
@@ -148,16 +137,13 @@ def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher:
     # What decides the labels: a rerun into `out` resumes only when they match (else rows would mix).
     fingerprint = {"annotate": {k: v for k, v in public_dict(config).items() if k != "cache"}, "model": teacher.model,
                    "prompt_sha": sha, "inputs": [{"path": str(p.resolve()), "bytes": p.stat().st_size} for p in expand(files)]}
-    old = (read_manifest(out) or {}).get("fingerprint")
-    if old is not None and old != fingerprint:
-        raise TextbookError(f"{out} holds labels made with other inputs or settings ({'; '.join(differences(old, fingerprint))}): "
-                            "rerun with the original ones, use another --out, or delete it to start over")
-    meta = {"annotate": public_dict(config), "teacher": public_dict(teacher), "prompt_sha": sha, "fingerprint": fingerprint}
+    rundir.claim(fingerprint, "labels")
+    meta = {"annotate": public_dict(config), "teacher": public_dict(teacher), "prompt_sha": sha}
     writer = ShardWriter(out, schema_for(Annotation), fmt="arrow", max_rows=50_000, meta=meta)
     done = writer.rows
     stats = {}
     if docs[done:]:
-        stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / ".teacher-cache.sqlite"))
+        stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / f".{CACHE_FILE}"))  # hidden: it sits among the shards
     from textbook.shards import read_table
 
     table = read_table(out, ["edu_score", "rejected"])
@@ -165,6 +151,7 @@ def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher:
     totals = {"sampled": len(docs), "scored": len(scores), "rejected": table.num_rows - len(scores),
               "score_counts": {str(k): scores.count(k) for k in range(6)}}
     writer.close(totals=totals, state={"done": writer.rows})
+    rundir.finish()
     if table.num_rows and not scores:  # saved above: the rejects (raw replies) and the cache stay
         reasons = Counter(r or "no_score" for r in table.column("rejected").to_pylist())
         raise nothing_usable(reasons, asked=table.num_rows, what="documents", where=out, fixes={

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from textbook.bundled import data_dir, preset_names
 from textbook.config import public_dict, resolve
 from textbook.errors import ConfigError
@@ -98,6 +96,14 @@ class Dedup:
     # banding such as 16 x 7 finds more near-duplicates without chance collisions (high-recall.yaml).
     verify: float = 0.0
 
+    def __post_init__(self):
+        if not 0.0 <= self.verify <= 1.0:
+            raise ConfigError(f"dedup.verify is an estimated Jaccard between 0 and 1, not {self.verify}")
+        if self.keep not in KEEP_POLICIES:
+            raise ConfigError(f"dedup.keep must be one of {', '.join(KEEP_POLICIES)}, not {self.keep!r}")
+        if min(self.ngram, self.bands, self.rows) < 1:
+            raise ConfigError("dedup.ngram, dedup.bands and dedup.rows must be at least 1")
+
 
 @dataclass(frozen=True)
 class Classifier:
@@ -135,6 +141,68 @@ class FilterRun:
     format: str = "parquet"
     shard_bytes: int = 32 << 20  # output shards rotate at this size (the one being filled is held in memory)
     checkpoint_rows: int = 50_000  # pass 2 makes its output durable every this many input rows
+
+    def __post_init__(self):
+        if min(self.workers, self.batch_size, self.shard_bytes, self.checkpoint_rows, self.max_doc_chars) < 1:
+            raise ConfigError("--workers, batch_size, shard_bytes, checkpoint_rows and max_doc_chars must be at least 1")
+        if self.format not in ("parquet", "arrow"):
+            raise ConfigError(f"--format must be parquet or arrow, not {self.format!r}")
+        if self.threshold is not None and not 0 <= self.threshold <= 5:
+            raise ConfigError(f"--threshold is an edu_score from 0 to 5, not {self.threshold}")
+
+
+FEATURE_KINDS = ("hashed", "embeddings")  # the classifier's features (filter/features.py)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """`filter annotate` (CLI > textbook.toml [annotate] > defaults): a teacher scores a seeded sample."""
+
+    n: int = 2000
+    prompt: str = "edu_score"
+    text_column: str = "text"
+    id_column: str = "id"
+    chars: int = 1000  # the teacher sees the first ~CHARS characters (FineWeb-Edu: ~1,000)
+    seed: int = 0
+    cache: bool = True
+
+    def __post_init__(self):
+        if self.n < 1 or self.chars < 1:
+            raise ConfigError(f"--n and --chars must be at least 1, not {self.n} and {self.chars}")
+        if not self.prompt.strip():
+            raise ConfigError("--prompt names a template (edu_score, edu_score_code or your own): it is empty")
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """`textbook filter train` ([filter_train] in textbook.toml): the defaults are the recipe."""
+
+    text_column: str = "text"
+    label_column: str | None = None  # default: the first of edu_score, score, label that exists
+    threshold: float = 3.0  # score at which a document counts as educational (F1, confusion matrix)
+    folds: int = 5  # cross-validation folds
+    C: float = 16.0  # inverse regularisation of the linear head (chosen by CV on the bundled data)
+    seed: int = 0
+    features: str = "hashed"  # hashed (word 1-2 + char 3-5 grams) | embeddings (needs embeddings_model)
+    embeddings_model: str | None = None  # a local sentence-transformers directory (nothing is downloaded)
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"unknown --features {self.features!r}: use {' or '.join(FEATURE_KINDS)}")
+        if self.features == "embeddings" and not self.embeddings_model:
+            raise ConfigError("--features embeddings needs --embeddings-model DIR (a local sentence-transformers model)")
+        if self.folds < 2:
+            raise ConfigError(f"--folds must be at least 2 for cross-validation, not {self.folds}")
+        if self.C <= 0:
+            raise ConfigError(f"--C is an inverse regularisation strength above 0, not {self.C}")
+        if not 0 <= self.threshold <= 5:
+            raise ConfigError(f"--threshold is an edu_score from 0 to 5, not {self.threshold}")
+
+    def feature_config(self):
+        """The features this config asks for (every other FeatureConfig field at its default)."""
+        from textbook.filter.features import FeatureConfig
+
+        return FeatureConfig(kind=self.features, embeddings_model=self.embeddings_model)
 
 
 KEEP_POLICIES = ("first", "longest", "highest_score")
@@ -175,11 +243,16 @@ def _stage(cls: type, values: Any, where: str):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{where}.{key} must be a number, not {value!r}")
         out[key] = value
-    return cls(**out)
+    try:
+        return cls(**out)
+    except ConfigError as exc:  # the stage's own check: say which file
+        raise ConfigError(f"{where.split(':')[0]}: {exc}") from None
 
 
 def load_preset(name_or_path: str) -> Preset:
     """Read a preset YAML: top-level keys are stages, each a mapping of that stage's settings."""
+    import yaml
+
     path = preset_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -191,22 +264,12 @@ def load_preset(name_or_path: str) -> Preset:
     stages = {name: _stage(cls, data.get(name), f"{path.name}: {name}") for name, cls in _STAGE_TYPES.items()}
     added = tuple((name, _stage(step_module(name, f"preset {path}").Config, values, f"{path.name}: {name}"))
                   for name, values in data.items() if name not in _STAGE_TYPES)
-    preset = Preset(**stages, name=path.stem, added=added)
-    if not 0.0 <= preset.dedup.verify <= 1.0:
-        raise ConfigError(f"{path.name}: dedup.verify is an estimated Jaccard between 0 and 1, not {preset.dedup.verify}")
-    if preset.dedup.keep not in KEEP_POLICIES:
-        raise ConfigError(f"{path.name}: dedup.keep must be one of {', '.join(KEEP_POLICIES)}, not {preset.dedup.keep!r}")
-    return preset
+    return Preset(**stages, name=path.stem, added=added)
 
 
 def resolve_run(cli: dict[str, Any], file: dict[str, Any] | None = None) -> FilterRun:
     env = {"classifier": "TEXTBOOK_FILTER_CLASSIFIER", "workers": "TEXTBOOK_WORKERS"}
-    run = resolve(FilterRun, cli=cli, file=file, env=env, section="filter")
-    if min(run.workers, run.batch_size, run.shard_bytes, run.checkpoint_rows) < 1:
-        raise ConfigError("--workers, batch_size, shard_bytes and checkpoint_rows must be at least 1")
-    if run.format not in ("parquet", "arrow"):
-        raise ConfigError(f"--format must be parquet or arrow, not {run.format!r}")
-    return run
+    return resolve(FilterRun, cli=cli, file=file, env=env, section="filter")
 
 
 def describe(run: FilterRun, preset: Preset) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from textbook.errors import TextbookError
+from textbook.filter.config import FEATURE_KINDS
 from textbook.minhash import MIX, U64, WordTable, is_word_char
 
 # Bumped whenever the hashing or the features change: a model trained on other features is refused.
@@ -24,6 +25,9 @@ FEATURES_VERSION = 4
 STYLE = ("log_words", "mean_word_len", "stop_ratio", "alpha_ratio", "digit_ratio", "upper_ratio", "symbol_ratio",
          "code_ratio", "newline_ratio", "line_punct_ratio", "short_line_ratio", "mean_sentence_words")
 _STOP = ("the", "be", "to", "of", "and", "that", "have", "with", "a", "in", "is", "it", "for", "as", "this", "on")
+
+
+KINDS = FEATURE_KINDS
 
 
 @dataclass(frozen=True)
@@ -212,4 +216,4 @@ def featurizer(config: FeatureConfig):
         return HashedFeatures(config)
     if config.kind == "embeddings":
         return EmbeddingFeatures(config)
-    raise TextbookError(f"unknown feature kind {config.kind!r}: use hashed or embeddings")
+    raise TextbookError(f"unknown feature kind {config.kind!r}: use {' or '.join(KINDS)}")

@@ -30,14 +30,14 @@ from textbook.filter.dedup import Decisions, decide
 from textbook.filter.inputs import Source, expand, open_source
 from textbook.filter.report import write_report
 from textbook.filter.table import OutputLayout
-from textbook.rundir import RunLock, differences
+from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
 
 
 
 @dataclass
 class Plan:
-    """What a run reads and how: saved as DIR/.work/plan.json; a rerun must match it to resume."""
+    """What a run reads and how; its fingerprint goes to DIR/run.json (rundir.RunDir): a rerun must match it."""
 
     sources: list[Source]
     layout: OutputLayout
@@ -104,22 +104,6 @@ def content_sample(path: Path, pieces: int = 8, size: int = 1 << 16) -> str:
                 fh.seek((total - size) * i // (pieces - 1))
                 digest.update(fh.read(size))
     return digest.hexdigest()
-
-
-def _check_resume(work: Path, plan: Plan) -> None:
-    path = work / "plan.json"
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        new = json.loads(json.dumps(plan.fingerprint, default=str))
-        if old != new:
-            changed = "; ".join(differences(old, new))
-            raise TextbookError(
-                f"{work.parent} holds a run with other inputs or settings ({changed}): "
-                "rerun with the original ones, use another --out, or delete it to start over"
-            )
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, plan.fingerprint)
 
 
 # -- pass 1 -------------------------------------------------------------------------------------------
@@ -239,21 +223,24 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
 
 def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
     """Filter `inputs` into `out`; returns the report (also written to out/report.json)."""
-    with RunLock(out):
-        return _run_filter(inputs, Path(out), run, preset)
+    with RunDir(out) as rundir:
+        return _run_filter(inputs, Path(out), run, preset, rundir)
 
 
-def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
+def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset, rundir: RunDir) -> dict[str, Any]:
     t_start = time.perf_counter()
     classifier = load_classifier(run.classifier) if preset.classifier.enabled else None
     plan = make_plan(inputs, run, preset, classifier, out)
     work = out / ".work"
-    if (out / "report.json").is_file() and (work / "plan.json").is_file():
-        _check_resume(work, plan)
+    legacy = work / "plan.json"  # where runs before RunDir kept their fingerprint
+    if legacy.is_file() and not rundir.path.is_file():
+        atomic_write_json(rundir.path, {"fingerprint": json.loads(legacy.read_text(encoding="utf-8")),
+                                        "complete": (out / "report.json").is_file()})
+    if rundir.claim(plan.fingerprint) and (out / "report.json").is_file():
         report = json.loads((out / "report.json").read_text(encoding="utf-8"))
         report["resumed"] = "already complete"
         return report
-    _check_resume(work, plan)
+    work.mkdir(parents=True, exist_ok=True)
     timings = pass1(plan, run, preset, classifier, work)
     t = time.perf_counter()
     d = preset.dedup
@@ -269,6 +256,7 @@ def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset) ->
     timings.update(pass2(plan, run, decisions, out, meta))
     timings["total"] = time.perf_counter() - t_start
     report = write_report(out, plan, decisions, parts, worker_s, timings, threshold, classifier)
-    shutil.rmtree(work / "pass1", ignore_errors=True)  # done: plan.json + report.json mark the run complete
+    rundir.finish()
+    shutil.rmtree(work, ignore_errors=True)  # done: run.json marks the run complete, report.json holds its result
     return report
 

@@ -17,21 +17,12 @@ import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.filter.classifier import EduClassifier
+from textbook.filter.config import ClassifierTrainConfig
 from textbook.filter.features import FeatureConfig, featurizer
 from textbook.filter.inputs import expand, open_source
 from textbook.minhash import WordTable
 
 LABEL_COLUMNS = ("edu_score", "score", "label")
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierTrainConfig:
-    text_column: str = "text"
-    label_column: str | None = None  # default: the first of edu_score, score, label that exists
-    threshold: float = 3.0
-    folds: int = 5
-    C: float = 16.0  # inverse regularisation of the linear head (chosen by CV on the bundled data)
-    seed: int = 0
 
 
 def load_labels(paths: Sequence[str], config: ClassifierTrainConfig) -> tuple[list[str], np.ndarray, str]:
@@ -147,9 +138,10 @@ def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: F
 
 def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | None = None,
           config: ClassifierTrainConfig | None = None) -> dict[str, Any]:
-    """Load labels, cross-validate, fit on everything, save to `out`; returns the metrics."""
-    features = features or FeatureConfig()
+    """Load labels, cross-validate, fit on everything, save to `out`; returns the metrics.
+    `features` (all of FeatureConfig) overrides the kind and model named in `config`."""
     config = config or ClassifierTrainConfig()
+    features = features or config.feature_config()
     t0 = time.perf_counter()
     texts, y, scheme = load_labels(paths, config)
     cv = cross_validate(texts, y, scheme, features, config)

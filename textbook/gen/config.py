@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from textbook.config import resolve
 from textbook.errors import ConfigError
-from textbook.shards import FORMATS
+from textbook.contract import FORMATS
 
 KINDS = ("textbook", "exercises")
 

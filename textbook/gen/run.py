@@ -29,12 +29,12 @@ from textbook.gen.request import ParseError, Rendered
 from textbook.gen.sink import Sink
 from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
 from textbook.prompts import Prompts
-from textbook.rundir import RunLock
+from textbook.rundir import RunDir
+from textbook.teacher.cache import CACHE_FILE
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable
 
 TOPICS_FILE = "topics.json"
-CACHE_FILE = "teacher-cache.sqlite"
 
 
 def generate(
@@ -48,7 +48,7 @@ def generate(
     confirm: Callable[[str], bool] | None = None,
 ) -> GenSummary | DryRunSummary:
     """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
-    with RunLock(out):
+    with RunDir(out):
         return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm)
 
 

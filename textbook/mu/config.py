@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from textbook.contract import TRAIN
 from textbook.errors import ConfigError
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2 in every tokenizer textbook trains
@@ -93,3 +94,28 @@ def preset(name: str) -> MuConfig:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}") from None
+
+
+PRETOKENIZE = ("words", "whitespace")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizerConfig:
+    """`textbook tokenizer train` ([tokenizer] in textbook.toml): the defaults are the recipe. Here, not in
+    mu/tokenizer.py, so `textbook --help` reads it without loading Arrow."""
+
+    vocab_size: int = 8192  # special tokens included
+    out: str = "tokenizer.json"
+    column: tuple[str, ...] = ()  # () = text, or query + target for settings shards
+    split: str = TRAIN  # only rows of this split when shards have a split column; "" = every row
+    limit: int | None = None  # at most this many strings
+    pretokenize: str | None = None  # words | whitespace; None = whitespace for settings shards, else words
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 256 + len(SPECIAL_TOKENS):
+            raise ConfigError(f"--vocab-size {self.vocab_size} is too small: a byte-level BPE needs at least "
+                              f"{256 + len(SPECIAL_TOKENS)} (256 bytes + {len(SPECIAL_TOKENS)} specials)")
+        if self.pretokenize is not None and self.pretokenize not in PRETOKENIZE:
+            raise ConfigError(f"unknown --pretokenize {self.pretokenize!r}: use one of {', '.join(PRETOKENIZE)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, not {self.limit}")

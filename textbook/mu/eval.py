@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from textbook.contract import (
-    ACTION, NOISE_OPS, QUERY, SPLIT, STYLE, TARGET, TEST, TEXT, CatalogueView, TargetError, canonical, parse_target,
+    ACTION, NOISE_OPS, QUERY, SPLIT, STYLE, TARGET, CatalogueView, TargetError, canonical, parse_target,
     validate_target,
 )
 from textbook.errors import TextbookError
 from textbook.mu.checkpoint import load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
+from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
 from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard
 
@@ -81,24 +82,24 @@ def _percentile(values: list[float], q: float) -> float:
 
 @torch.no_grad()
 def eval_settings(
-    run: str | Path, data: list[str | Path], *, split: str = TEST, catalogue: CatalogueView | None = None,
-    batch_size: int = 64, latency_samples: int = 200, limit: int | None = None, device: str = "cpu",
-    progress: bool = True,
+    run: str | Path, data: list[str | Path], config: EvalSettingsConfig = EvalSettingsConfig(), *,
+    catalogue: CatalogueView | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """Exact match of a run's function calls on a settings split; the report is also saved in RUN.
 
-    `catalogue` (textbook.settings.config.catalogue_for(data) in `textbook eval settings`) is what
-    outputs are validated against; None checks the grammar only (exact match is the same either way:
-    a target is valid, so an output equal to it is too).
+    `catalogue` (textbook.settings.config.catalogue_for(data, config.catalogue) in `textbook eval
+    settings`) is what outputs are validated against; None checks the grammar only (exact match is the
+    same either way: a target is valid, so an output equal to it is too).
     """
     from tqdm import tqdm
 
+    split, batch_size, device = config.split, config.batch_size, config.device
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
     lexicon = load_lexicon(run, cfg)
     table = _rows([Path(d) for d in data], split)
-    if limit:
-        table = table.slice(0, limit)
+    if config.limit:
+        table = table.slice(0, config.limit)
     rows = table.to_pylist()
     sources = _encode(tokenizer, [r[QUERY] or "" for r in rows], cfg, lexicon)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
@@ -130,7 +131,7 @@ def eval_settings(
                            "style": row.get(STYLE), "noise": keys["noise"]})
 
     latencies = []
-    for row in rows[:latency_samples]:
+    for row in rows[:config.latency_samples]:
         t0 = time.perf_counter()
         src, mask = _pad(_encode(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
         _judge(tokenizer.decode(model.generate(src, mask)[0]), row[TARGET], catalogue)
@@ -155,15 +156,16 @@ def eval_settings(
 
 @torch.no_grad()
 def eval_lm(
-    run: str | Path, data: list[str | Path], *, text_column: str = TEXT, batch_size: int = 16,
-    limit_batches: int | None = None, device: str = "cpu", progress: bool = True,
+    run: str | Path, data: list[str | Path], config: EvalLMConfig = EvalLMConfig(), *, progress: bool = True,
 ) -> dict[str, Any]:
     """Perplexity of the decoder's continuations (the pretraining task: prefix -> continuation)."""
     from tqdm import tqdm
 
+    device, limit_batches = config.device, config.limit_batches
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
-    stream = BatchStream(list(data), tokenizer, cfg, task="pretrain", split=None, text_column=text_column, batch_size=batch_size)
+    stream = BatchStream(list(data), tokenizer, cfg, task="pretrain", split=None, text_column=config.text_column,
+                         batch_size=config.batch_size)
     nll, tokens = 0.0, 0
     for i, batch in enumerate(tqdm(stream.one_pass(), disable=not progress, unit="batch", desc="eval")):
         if limit_batches is not None and i >= limit_batches:

@@ -58,9 +58,6 @@ def build_optimizers(
     return optimizers
 
 
-DECAY_SHAPES = ("linear", "sqrt")
-
-
 def wsd(step: int, total: int, warmup: int, decay_fraction: float = 0.2, shape: str = "linear") -> float:
     """Warmup-stable-decay multiplier for 0-based `step` of `total` (MiniCPM, arXiv 2404.06395).
 

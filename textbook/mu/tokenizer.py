@@ -17,11 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import pyarrow.compute as pc
-
 from textbook.contract import QUERY, SPLIT, TARGET, TEXT
 from textbook.errors import TextbookError
-from textbook.mu.config import SPECIAL_TOKENS
+from textbook.mu.config import PRETOKENIZE, SPECIAL_TOKENS, TokenizerConfig  # noqa: F401 (TokenizerConfig: this module's options)
 from textbook.shards import iter_batches, read_manifest
 
 # Names other tokenizers use, in order of preference.
@@ -30,7 +28,6 @@ _BOS = ("<s>", "<bos>", "<|startoftext|>", "[CLS]", "<|endoftext|>")
 _EOS = ("</s>", "<eos>", "<|endoftext|>", "[SEP]", "<|end|>")
 
 
-PRETOKENIZE = ("words", "whitespace")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out: str | Path, *, pretokenize: str = "words"):
@@ -126,6 +123,8 @@ def texts_from_shards(
     queries never shape the vocabulary. Columns named in `lowercase` are lowercased, as the model
     will read them (and spell-corrected with `lexicon`, when given).
     """
+    import pyarrow.compute as pc  # loaded by the one function that needs it
+
     lowercase = set(lowercase)
     seen = 0
     for directory in directories:
@@ -160,3 +159,11 @@ def default_pretokenize(directories: Iterable[str | Path], columns: list[str] | 
         if TEXT in {f["name"] for f in manifest["schema"]}:
             return "words"
     return "whitespace"
+
+
+def tokenizer_from_shards(shards: Iterable[str | Path], cfg: TokenizerConfig):
+    """`textbook tokenizer train`: a BPE learnt from the shards' strings, saved at cfg.out."""
+    shards = list(shards)
+    columns = list(cfg.column) or None
+    texts = texts_from_shards(shards, columns, split=cfg.split or None, limit=cfg.limit)
+    return train_tokenizer(texts, cfg.vocab_size, cfg.out, pretokenize=cfg.pretokenize or default_pretokenize(shards, columns))

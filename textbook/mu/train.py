@@ -36,7 +36,7 @@ from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
 from textbook.mu.optim import build_optimizers, set_lr, wsd
 from textbook.mu.trainconfig import TrainConfig
-from textbook.rundir import RunLock
+from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes
 
 
@@ -169,7 +169,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         raise TextbookError(f"{cfg.out} does not exist, so it is not a Mu run directory to resume: drop --resume "
                             "to start a new run, or pass the --out of the run to continue")
     # One launch per run directory; under torchrun the ranks of that launch share it, so rank 0 holds it.
-    with RunLock(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+    with RunDir(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
         return _train(cfg, progress)
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from textbook.contract import TEXT
 from textbook.errors import ConfigError, TextbookError
 from textbook.mu.config import SPECIAL_TOKENS
-from textbook.mu.optim import DECAY_SHAPES
 
+DECAY_SHAPES = ("linear", "sqrt")  # of the WSD decay (textbook/mu/optim.py `wsd`); here, so the CLI reads it without torch
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # a byte-level BPE holds every byte and the special tokens
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from textbook.config import resolve
 from textbook.errors import ConfigError
-from textbook.settings.catalogue import Catalogue, load_catalogue
-from textbook.settings.sampling import MAX_CAP
-from textbook.shards import read_manifest
+
+if TYPE_CHECKING:
+    from textbook.settings.catalogue import Catalogue
+
+MAX_CAP = 255  # max_duplicates: sampling's table counts copies in one byte per bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,9 @@ def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> Setting
 def catalogue_for(shards: Iterable[str | Path], path: str | Path | None = None) -> Catalogue:
     """The catalogue settings shards are checked against: `path`, else the one their manifests say they
     were generated from (the `catalogue` of the SettingsConfig saved there), else the bundled one."""
+    from textbook.settings.catalogue import load_catalogue  # YAML and Arrow load when a catalogue is needed
+    from textbook.shards import read_manifest
+
     if path is None:
         for directory in shards:
             config = (read_manifest(directory) or {}).get("config") or {}

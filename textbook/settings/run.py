@@ -32,14 +32,16 @@ from textbook.settings.language import DIR as LANGUAGE_DIR
 from textbook.settings.pipeline import Chunk, Context, build_context, candidate_chunk, worker_chunk, worker_init
 from textbook.settings.records import RemovedSample, SettingsSample
 from textbook.settings.report import Tally, write_report
-from textbook.settings.sampling import MAX_CAP, DupCap
-from textbook.rundir import RunLock
+from textbook.settings.config import MAX_CAP
+from textbook.settings.sampling import DupCap
+from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, read_manifest, schema_for
+from textbook.teacher.cache import CACHE_FILE
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable, top_reasons
 from textbook.workers import worker_pool
 
-SAMPLES, REMOVED, CACHE_FILE, RESUME = "settings", "settings-removed", "teacher-cache.sqlite", ".settings-resume"
+SAMPLES, REMOVED, RESUME = "settings", "settings-removed", ".settings-resume"
 SHARD_ROWS = 65_536  # a shard being filled is held in memory: this bounds peak RSS (~250 MB)
 TEACHER_CHECKPOINT_S = 30.0  # seconds of teacher batches between checkpoints
 STALL_CHUNKS = 64  # chunks in a row without a new row: the catalogue cannot give --n samples under the cap
@@ -86,16 +88,17 @@ def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None,
             raise ConfigError("no teacher configured: pass --offline for a template-only dataset, or --model "
                               "(with --base-url / --api-key, or TEXTBOOK_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY)")
         require_teacher(teacher)
-    with RunLock(cfg.out):
-        return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress))
+    with RunDir(cfg.out) as rundir:
+        return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress, rundir))
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _fingerprint(cfg: SettingsConfig, ctx: Context, teacher: TeacherConfig | None, prompt_shas: dict) -> str:
-    """Everything that decides the content (not where it goes or how many processes render it)."""
+def _fingerprint(cfg: SettingsConfig, ctx: Context, teacher: TeacherConfig | None, prompt_shas: dict) -> dict[str, Any]:
+    """Everything that decides the content (not where it goes, how many processes render it, or --n:
+    a larger --n extends a finished run)."""
     config = {k: v for k, v in public_dict(cfg).items() if k not in ("n", "out", "workers", "prompts", "catalogue", "checkpoint_chunks")}
     parts = {
         "config": config,
@@ -106,7 +109,7 @@ def _fingerprint(cfg: SettingsConfig, ctx: Context, teacher: TeacherConfig | Non
         if teacher else None,
         "prompts": prompt_shas,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return parts
 
 
 class _Sink:
@@ -186,7 +189,8 @@ def _template_chunks(ctx: Context, start: int, workers: int) -> Iterator[Chunk]:
             yield chunk
 
 
-async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, progress: bool | None) -> SettingsSummary:
+async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, progress: bool | None,
+                    rundir: RunDir) -> SettingsSummary:
     started = time.monotonic()
     out = Path(cfg.out)
     ctx = build_context(cfg)
@@ -198,12 +202,14 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
 
         prompts = Prompts(cfg.prompts)
         prompt_shas = {name: prompts.get(name).sha256 for name in (paraphrase.TEMPLATE, judge.TEMPLATE)}
-    fp = _fingerprint(cfg, ctx, teacher_cfg, prompt_shas)
+    parts = _fingerprint(cfg, ctx, teacher_cfg, prompt_shas)
+    fp = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
     samples_dir, removed_dir = out / SAMPLES, out / REMOVED
     old = read_manifest(samples_dir)
-    if old is not None and old.get("fingerprint") != fp:
+    if old is not None and not rundir.path.is_file() and old.get("fingerprint") != fp:  # a run from before run.json
         raise TextbookError(f"{samples_dir} was made with a different config, catalogue or teacher: "
                             "write to a new --out, or delete it to start over")
+    rundir.claim(parts, "a settings dataset")
     if old is not None and old.get("complete") and old["rows"] >= cfg.n:
         return SettingsSummary(out, old["totals"], 0.0, old["rows"], already_complete=True)
     meta = {"fingerprint": fp, "config": public_dict(cfg),
@@ -270,6 +276,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     totals = tally.summary()
     removed.close(totals=dict(tally.removed))
     writer.close(totals=totals)
+    rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
     return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings)
 

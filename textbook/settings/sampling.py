@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from textbook.contract import TEST, TRAIN, VALIDATION
 from textbook.settings.catalogue import Catalogue
+from textbook.settings.config import MAX_CAP
 from textbook.settings.language import STOPWORDS
 
 SKETCH_BITS = 22  # 4 MiB of counters: < 1% of buckets shared at a million distinct queries
@@ -62,7 +63,6 @@ def setting_weights(catalogue: Catalogue, *, floor: float, boost: float, reachab
     return [w / norm for w in weights]
 
 
-MAX_CAP = 255  # the table counts copies in one byte per bucket
 
 
 class DupCap:

@@ -18,6 +18,7 @@ from textbook.errors import TextbookError
 
 # Bump when the stored value's shape changes: old entries then simply stop matching.
 KEY_VERSION = "textbook-teacher-cache/1"
+CACHE_FILE = "teacher-cache.sqlite"  # OUT/<this> for every command that asks a teacher
 
 
 def cache_key(

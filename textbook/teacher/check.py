@@ -8,7 +8,6 @@ still starting. Every failure becomes one line that says what to fix.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import httpx2
