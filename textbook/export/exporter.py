@@ -13,7 +13,6 @@ without one is an interrupted export (run the command again).
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from textbook.export.deps import need
 from textbook.export.runner import MANIFEST, Runner, earlier_manifest
 from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes, atomic_write_json
+from textbook.progress import progress_bar
 
 # Settings requests in the style users type (Mu's own example among them): parity inputs when no
 # shards are given, so the fp32 check still runs on real text rather than random ids.
@@ -65,9 +65,7 @@ class _Stages:
     """One progress bar over the export's stages (each is seconds to a few minutes)."""
 
     def __init__(self, total: int, show: bool):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="stage", disable=not show, file=sys.stderr, leave=False)
+        self.bar = progress_bar(total, unit="stage", show=show, leave=False)
         self.seconds: dict[str, float] = {}  # per stage, for the manifest
         self._current: tuple[str, float] | None = None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from textbook.filter.report import write_report
 from textbook.filter.table import OutputLayout
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
+from textbook.progress import progress_bar
 
 
 
@@ -52,13 +52,6 @@ class Plan:
         starts = np.cumsum([0] + [s.rows for s in self.sources])
         which = np.searchsorted(starts, rows, side="right") - 1
         return [f"{self.layout.names[str(self.sources[w].path)]}#{r - starts[w]}" for w, r in zip(which.tolist(), rows.tolist())]
-
-
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
-                disable=None)
 
 
 def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: EduClassifier | None,
@@ -150,7 +143,7 @@ def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier 
             paths.append(path)
             yield job
 
-    bar = _progress(plan.rows, "analyse")
+    bar = progress_bar(plan.rows, desc="analyse", unit="doc")
     bar.update(done)
     t0 = time.perf_counter()
     for batch, timers in analyse_all(analyser, job_stream(), run.workers):
@@ -183,7 +176,7 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
     removed = ShardWriter(out / "removed", layout.removed_schema, fmt=run.format, meta=meta, **sizes)
     start = {"kept": int(kept.state.get("row", 0)), "removed": int(removed.state.get("row", 0))}
     begin = min(start.values())
-    bar = _progress(plan.rows, "write")
+    bar = progress_bar(plan.rows, desc="write", unit="doc")
     bar.update(begin)
     t0 = time.perf_counter()
     offset, since = 0, 0

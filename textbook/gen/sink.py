@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from textbook.errors import TextbookError
 from textbook.gen.config import GenConfig
 from textbook.gen.dedup import NearDuplicates
 from textbook.gen.records import Generated, RejectRow
 from textbook.shards import ShardWriter, iter_batches, read_manifest, schema_for
+from textbook.progress import progress_bar
 
 DEDUP_BATCH = 64
 _PROVENANCE = [f.name for f in dataclasses.fields(Generated)]
@@ -46,7 +45,7 @@ class Sink:
         self.dedup = NearDuplicates(gen.dedup_bands, gen.dedup_rows) if gen.dedup else None
         self.state: dict[str, Any] = {}
         self.counts = {"kept": 0, "rejected": 0}
-        self.bar: tqdm | None = None
+        self.bar = None  # textbook.progress.bar while a run writes
         self._pending: list[tuple[Any, str, str]] = []  # (row, text to dedup on, raw reply)
         self._since_checkpoint, self._last_checkpoint, self._next_postfix = 0, time.monotonic(), 0.0
 
@@ -124,8 +123,7 @@ class Sink:
         self._since_checkpoint, self._last_checkpoint = 0, time.monotonic()
 
     def open_bar(self, total: int, initial: int, progress: bool | None) -> None:
-        self.bar = tqdm(total=total, initial=initial, desc=f"gen {self.gen.kind}", unit="row", file=sys.stderr,
-                        disable=not progress if progress is not None else None, dynamic_ncols=True)
+        self.bar = progress_bar(total, initial=initial, desc=f"gen {self.gen.kind}", unit="row", show=progress)
 
     def close_bar(self) -> None:
         if self.bar is not None:

@@ -33,6 +33,7 @@ from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
 from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard
+from textbook.progress import progress_bar
 
 
 def _rows(directories: list[Path], split: str | None) -> pa.Table:
@@ -91,8 +92,6 @@ def eval_settings(
     settings`) is what outputs are validated against; None checks the grammar only (exact match is the
     same either way: a target is valid, so an output equal to it is too).
     """
-    from tqdm import tqdm
-
     split, batch_size, device = config.split, config.batch_size, config.device
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
@@ -107,7 +106,7 @@ def eval_settings(
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
     outputs: list[str] = [""] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(sources[i]))  # little padding per batch
-    for start in tqdm(range(0, len(order), batch_size), disable=not progress, unit="batch", desc="eval"):
+    for start in progress_bar(iterable=range(0, len(order), batch_size), show=progress, unit="batch", desc="eval"):
         idx = order[start : start + batch_size]
         src, mask = _pad([sources[i] for i in idx], cfg.pad_id, device)
         for i, tokens in zip(idx, model.generate(src, mask)):
@@ -159,15 +158,13 @@ def eval_lm(
     run: str | Path, data: list[str | Path], config: EvalLMConfig = EvalLMConfig(), *, progress: bool = True,
 ) -> dict[str, Any]:
     """Perplexity of the decoder's continuations (the pretraining task: prefix -> continuation)."""
-    from tqdm import tqdm
-
     device, limit_batches = config.device, config.limit_batches
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
     stream = BatchStream(list(data), tokenizer, cfg, task="pretrain", split=None, text_column=config.text_column,
                          batch_size=config.batch_size)
     nll, tokens = 0.0, 0
-    for i, batch in enumerate(tqdm(stream.one_pass(), disable=not progress, unit="batch", desc="eval")):
+    for i, batch in enumerate(progress_bar(iterable=stream.one_pass(), show=progress, unit="batch", desc="eval")):
         if limit_batches is not None and i >= limit_batches:
             break
         batch = batch.to(device)

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from textbook.mu.optim import build_optimizers, set_lr, wsd
 from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes
+from textbook.progress import progress_bar
 
 
 # Fields that may differ between a run and its --resume (they do not change the result).
@@ -189,8 +189,6 @@ def _trim_log(path: Path, step: int) -> None:
 
 
 def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
-    from tqdm import tqdm
-
     run = Path(cfg.out)
     if cfg.resume and checkpoint_dir(run) is None:
         # killed before its first checkpoint: nothing was kept, so resuming is starting over (the same
@@ -232,7 +230,7 @@ def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
     if dist.main:
         _trim_log(log_path, state["step"])
     batches = stream.iterate(state["position"])
-    bar = tqdm(total=total, initial=state["step"], disable=not (progress and dist.main), file=sys.stderr, unit="step", dynamic_ncols=True)
+    bar = progress_bar(total, initial=state["step"], show=progress and dist.main, unit="step")
     window = _Window()
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
     model.train()

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from textbook.config import public_dict
 from textbook.errors import ConfigError, TextbookError
@@ -40,6 +39,7 @@ from textbook.teacher.cache import CACHE_FILE
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable, top_reasons
 from textbook.workers import worker_pool
+from textbook.progress import progress_bar
 
 SAMPLES, REMOVED, RESUME = "settings", "settings-removed", ".settings-resume"
 SHARD_ROWS = 65_536  # a shard being filled is held in memory: this bounds peak RSS (~250 MB)
@@ -245,8 +245,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
             if old_file.name != name:
                 old_file.unlink()
 
-    bar = tqdm(total=cfg.n, initial=min(tally.rows, cfg.n), unit="samples", desc="settings", dynamic_ncols=True,
-               disable=not progress if progress is not None else None)
+    bar = progress_bar(cfg.n, initial=min(tally.rows, cfg.n), unit="samples", desc="settings", show=progress)
     try:
         if st["phase"] == "teacher":
             await _teacher_phase(ctx, teacher_cfg, prompts, out, sink, st, checkpoint, bar)

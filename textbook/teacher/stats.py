@@ -1,12 +1,11 @@
-"""What a run asked of the teacher and what it cost: counters, and a live tqdm bar that shows them."""
+"""What a run asked of the teacher and what it cost: counters, and a live progress bar that shows them."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 
-from tqdm import tqdm
+from textbook.progress import progress_bar
 
 POSTFIX_EVERY_S = 0.5  # formatting the postfix on every reply would cost more than the reply's bookkeeping
 
@@ -40,13 +39,11 @@ def _short(n: float) -> str:
 
 
 class Progress:
-    """A tqdm bar on stderr (when shown) whose postfix carries tokens, cost, cache hits, retries, rejects."""
+    """A progress bar (textbook.progress) whose postfix carries tokens, cost, cache hits, retries, rejects."""
 
     def __init__(self, stats: TeacherStats, desc: str, enabled: bool | None):
         self.stats = stats
-        # enabled=None: only on a terminal, so logs and CI output stay free of carriage-return noise.
-        self.bar = tqdm(total=None, desc=desc, unit="req", file=sys.stderr, dynamic_ncols=True,
-                        disable=None if enabled is None else not enabled)
+        self.bar = progress_bar(desc=desc, unit="req", show=enabled)
         self._next_postfix = 0.0
 
     def set_total(self, total: int | None) -> None:
