@@ -223,3 +223,21 @@ def test_a_teacher_that_gives_nothing_usable_fails_the_run_and_keeps_the_rejects
     served = server.served
     code, _, err = run_cli(capsys, *args)  # a rerun resumes (nothing asked again) and says the same
     assert code == 1 and "nothing usable" in err and server.served == served
+
+
+def test_a_host_that_froze_its_own_objects_keeps_them_frozen():
+    import gc
+
+    from textbook.gen.run import _frozen_heap
+
+    with _frozen_heap():  # on its own: freezes for the run, releases after
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a host (a server, a notebook) froze its objects
+    try:
+        frozen = gc.get_freeze_count()
+        with _frozen_heap():
+            pass
+        assert gc.get_freeze_count() == frozen  # a library call must not unfreeze them
+    finally:
+        gc.unfreeze()

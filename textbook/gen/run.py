@@ -9,6 +9,7 @@ on a kill, but their replies sit in the teacher's cache, so asking again costs n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -101,6 +102,22 @@ def _axes(gen: GenConfig) -> Axes:
 
 def _plan(gen: GenConfig, tree: dict, vocabulary: dict) -> list[PlanItem]:
     return build_plan(tree, n=gen.n, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, function_names=gen.kind == "exercises")
+
+
+@contextlib.contextmanager
+def _frozen_heap():
+    """The plan, tables and modules live for the whole run: frozen, the cyclic GC stops re-scanning them,
+    which otherwise stalls the event loop ~100 ms per full collection (all replies wait). A process that
+    froze objects of its own (a server, a notebook) manages its GC itself: then nothing is touched, since
+    unfreezing would release its objects too."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _now() -> str:
@@ -216,13 +233,8 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         if todo and confirm is not None and not confirm(f"{len(todo):,} requests to {teacher_cfg.model} ({len(done):,} already done)"):
             raise TextbookError("cancelled: nothing was generated")
         run.sink.open_bar(gen.n, len(done), progress)
-        # The plan, tables and modules live for the whole run: frozen, the cyclic GC stops re-scanning
-        # them, which otherwise stalls the event loop ~100 ms per full collection (all replies wait).
-        gc.freeze()
-        try:
+        with _frozen_heap():
             await run.run(todo)
-        finally:
-            gc.unfreeze()
         this_run = teacher.stats.as_dict()
     sink = run.sink
     rows, rejected, prompt_tokens, completion_tokens, cost = count_output(
