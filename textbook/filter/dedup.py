@@ -146,7 +146,7 @@ def unique_ids(ids: pa.Array, origins: Callable[[np.ndarray], list[str]] | None)
     for r, origin in zip(repeated.tolist(), where):
         values[r] = f"{values[r]}@{origin}"
     renamed = pa.array(values, pa.string())
-    if len(_hash_ids(renamed)) != len(np.unique(_hash_ids(renamed))):
+    if len(np.unique(_hash_ids(renamed))) != n:
         raise TextbookError("ids still repeat after renaming repeats to ID@FILE#ROW: pass --id-column with a unique "
                             "column, or leave --id-column out of files without one so rows are numbered")
     return renamed, repeated
