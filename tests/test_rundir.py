@@ -54,3 +54,15 @@ def test_differences_name_what_changed():
     new = {"inputs": [{"path": "/d/a.jsonl", "bytes": 12}], "config": {"threshold": 2.5, "bands": 14, "new": 1}}
     assert differences(old, new) == ["inputs[a.jsonl].bytes: 10 -> 12", "config.threshold: 3 -> 2.5", "config.new is new"]
     assert differences({"a": list(range(9))}, {"a": list(range(8))}) == ["a: [0, 1, 2, 3, 4, 5, 6, 7, 8] -> [0, 1, 2, 3, 4, 5, 6, 7]"]
+
+
+def test_the_lock_never_records_a_secret_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["textbook", "gen", "--api-key", "sk-SECRET1", "--api-key=sk-SECRET2",
+                                     "--base-url", "http://user:SECRET3@host/v1?api-key=SECRET4", "--out", "o"])
+    with RunLock(tmp_path / "out"):
+        text = (tmp_path / "out" / LOCK).read_text()
+        with pytest.raises(TextbookError) as info:
+            RunLock(tmp_path / "out").__enter__()
+    assert "--out o" in text and "--api-key" in text
+    for secret in ("SECRET1", "SECRET2", "SECRET3", "SECRET4"):
+        assert secret not in text and secret not in str(info.value)

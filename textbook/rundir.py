@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from textbook.config import strip_credentials
 from textbook.errors import TextbookError
 
 LOCK = ".lock"
@@ -138,10 +139,18 @@ class RunDir:
 
 
 def _command() -> str:
+    """The command line, as the lock file and the refusal show it: never a key, never a URL's credentials."""
     argv = list(sys.argv)
     if argv and argv[0].endswith(("__main__.py", "textbook")):
         argv[0] = "textbook"
-    return " ".join(argv)[:200]
+    shown = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--api-key="):
+            arg = "--api-key=REDACTED"
+        elif i and argv[i - 1] == "--api-key":
+            arg = "REDACTED"
+        shown.append(strip_credentials(arg))
+    return " ".join(shown)[:200]
 
 
 def _read(fd: int) -> str:

@@ -176,6 +176,7 @@ class GopherRepetitionStep:
                 return f"gopher_duplicated_{n}_n_grams"
         return None
 
+
 class GopherQualityStep:
     name = "gopher_quality"
 
@@ -214,6 +215,7 @@ class GopherQualityStep:
             return "gopher_few_stop_words"
         return None
 
+
 class C4Step:
     name = "c4"
 
@@ -250,6 +252,7 @@ class C4Step:
             if sentences >= c.min_sentences:
                 return None
         return "c4_too_few_sentences"
+
 
 class FineWebStep:
     name = "fineweb"
