@@ -122,7 +122,7 @@ def test_larger_n_extends_an_output_and_another_plan_is_refused(server, tmp_path
     summary = generate(GenConfig(n=25), teacher(server), out=out, topics_file=topics, progress=False)
     assert sorted(plan_ids(out, "textbook")) == list(range(25)) and server.served == 25
     assert summary.planned == 25 and summary.rows + sum(summary.rejected.values()) == 25
-    with pytest.raises(TextbookError, match="another plan"):
+    with pytest.raises(TextbookError, match=r"other inputs or settings \(seed: 0 -> 3"):
         generate(GenConfig(n=25, seed=3), teacher(server), out=out, topics_file=topics, progress=False)
     with pytest.raises(TextbookError, match="more than --n"):
         generate(GenConfig(n=5), teacher(server), out=out, topics_file=topics, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from textbook.mu.lora import LoRALinear, apply_lora, merge_lora  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
 from textbook.mu.tokenizer import load_tokenizer  # noqa: E402
 from textbook.mu.train import train  # noqa: E402
+from textbook.rundir import RunDir  # noqa: E402
 from textbook.mu.trainconfig import TrainConfig  # noqa: E402
 import textbook.mu.train as train_module  # noqa: E402
 
@@ -209,7 +211,7 @@ def test_run_rebuilds_from_its_own_config_without_pickle(trained):
     assert files - {"eval-settings-validation.json", "eval-settings-validation-errors.jsonl", "eval-settings-test.json",
                     "eval-settings-test-errors.jsonl", "eval-lm.json"} == {
         "config.json", "tokenizer.json", "lexicon.json", "model.safetensors", "log.jsonl", "optimizer.safetensors",
-        "state.json"}
+        "state.json", "run.json"}
     config = json.loads((run / "config.json").read_text())
     model, cfg = load_model(run)
     assert cfg.to_dict() == config["model"] and isinstance(model, Mu)
@@ -242,7 +244,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_resume_refuses_other_flags_and_missing_runs(tmp_path, trained):
     tmp, data, _ = trained
-    with pytest.raises(TextbookError, match="started with batch_size=8"):
+    with pytest.raises(TextbookError, match="batch_size: 8 -> 4"):
         train(_config(tmp, "run", data, max_steps=120, checkpoint_every=120, batch_size=4, resume=True), progress=False)
     with pytest.raises(TextbookError, match="already holds a run"):
         train(_config(tmp, "run", data, max_steps=120), progress=False)
@@ -259,10 +261,13 @@ def test_resume_accepts_a_run_from_before_a_field_existed(tmp_path, trained):
         del stored["train"][new_field]
     stored["train"]["out"] = str(old)
     (old / "config.json").write_text(json.dumps(stored))
+    (old / "run.json").unlink()  # runs from before run.json: their config.json is the record
     cfg = _config(tmp_path, "old", data, max_steps=120, checkpoint_every=120, resume=True)
-    train_module._check_resume(cfg, old)  # their defaults are what the old run did
-    with pytest.raises(TextbookError, match="started with muon_ns_steps=5"):
-        train_module._check_resume(_config(tmp_path, "old", data, max_steps=120, checkpoint_every=120, muon_ns_steps=3), old)
+    with RunDir(old) as rundir:
+        train_module._claim(cfg, old, rundir)  # their defaults are what the old run did
+        (old / "run.json").unlink()
+        with pytest.raises(TextbookError, match="muon_ns_steps: 5 -> 3"):
+            train_module._claim(dataclasses.replace(cfg, muon_ns_steps=3), old, rundir)
 
 
 def test_lora_merge_equals_adapted_model():

@@ -1,6 +1,9 @@
 """textbook: make small language models good through data (the phi / Mu recipe).
 
-The map: each command is a thin typer shell in `textbook/cli/` over one library function.
+The map: each command is a thin typer shell in `textbook/cli/` that does three things: resolve its frozen
+config (`textbook.config.resolve`: flags > --config file > environment > the dataclass defaults), call one
+library function, and print the `textbook.report.Report` it returns (`textbook.cli.options.show`). Each
+function that writes into OUT holds it through `textbook.rundir.RunDir` (lock, fingerprint, completion).
 
     textbook gen                 textbook.gen.run.generate
     textbook gen settings        textbook.settings.run.generate_settings
@@ -8,7 +11,7 @@ The map: each command is a thin typer shell in `textbook/cli/` over one library 
     textbook filter annotate     textbook.filter.annotate.annotate
     textbook filter train        textbook.filter.train.train
     textbook shards              textbook.summary.describe_shards
-    textbook tokenizer train     textbook.mu.tokenizer.tokenizer_from_shards
+    textbook tokenizer train     textbook.mu.tokenizer.build
     textbook train               textbook.mu.train.train
     textbook eval settings | lm  textbook.mu.eval.eval_settings | eval_lm
     textbook export              textbook.export.exporter.export_run

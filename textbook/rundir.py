@@ -108,13 +108,14 @@ class RunDir:
     def __exit__(self, *exc: Any) -> None:
         self._lock.__exit__(*exc)
 
-    def claim(self, fingerprint: dict[str, Any], what: str = "a run") -> bool:
+    def claim(self, fingerprint: dict[str, Any], what: str = "a run", *, fresh: bool = False) -> bool:
         """Record `fingerprint` for a new run, or check a rerun against the recorded one (a TextbookError
-        naming what differs when it does not match). True when the recorded run is complete."""
+        naming what differs when it does not match). True when the recorded run is complete.
+        `fresh`: the caller knows nothing of an earlier run is kept, so the record is replaced."""
         from textbook.shards import atomic_write_json
 
         new = json.loads(json.dumps(fingerprint, default=str))  # as it reads back from the file
-        if self.path.is_file():
+        if self.path.is_file() and not fresh:
             try:
                 self.record = json.loads(self.path.read_text(encoding="utf-8"))
                 old = self.record["fingerprint"]

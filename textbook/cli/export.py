@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
             return
         if run is None or out is None:
             raise TextbookError("give a run and --out: textbook export RUN --out DIR (or --check DIR to lint graphs)")
-        from textbook.export.exporter import export_run, format_summary
+        from textbook.export.exporter import export_run
 
         variants = tuple(v.strip() for item in quantize or [] for v in item.split(",") if v.strip()) or None
         cli = {
@@ -64,9 +64,9 @@ def register(app: typer.Typer) -> None:
             "parity_split": parity_split, "calibration_split": calibration_split,
         }
         cfg = resolve(ExportConfig, cli=cli, file=load_config_file(config).get("export", {}), section="export")
-        manifest = export_run(run, out, cfg)
-        typer.echo(format_summary(manifest, out), nl=False)
-        parity = manifest["parity"]
+        report = export_run(run, out, cfg)
+        options.show(report)
+        parity = report["parity"]
         if not parity["fp32_logits"]["ok"]:
             raise TextbookError("the fp32 graphs do not match PyTorch within 1e-4: this is a bug in textbook export, please report it")
 

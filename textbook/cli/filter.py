@@ -91,25 +91,7 @@ def run(
     cfg = resolve_run({"preset": preset, "text_column": text_column, "id_column": id_column,
                        "classifier": str(classifier) if classifier else None, "threshold": threshold,
                        "workers": workers, "batch_size": batch_size, "format": fmt}, file)
-    report = run_filter(files, out, cfg, load_preset(cfg.preset))
-    typer.echo(summary(report, out))
-
-
-def summary(report: dict, out: Path) -> str:
-    lines = [f"{report['rows']:,} documents: {report['kept']:,} kept, {report['removed']:,} removed"
-             + (" (already complete; delete the directory to redo it)" if report.get("resumed") else "")]
-    for stage, count in report["removed_by_stage"].items():
-        if count:
-            top = ", ".join(f"{r} {c:,}" for r, c in list(report["reasons"].get(stage, {}).items())[:4])
-            lines.append(f"  {stage:<12} -{count:,}  ({top})")
-    renamed = report.get("ids_renamed", {}).get("rows", 0)
-    if renamed:
-        lines.append(f"  note: {renamed:,} rows repeated an earlier row's id: kept as ID@FILE#ROW "
-                     f"(e.g. {report['ids_renamed']['first'][0]})")
-    t = report["timing"]
-    lines.append(f"{t['wall_seconds']} s, {t['docs_per_s']} docs/s")
-    lines.append(f"kept: {out / 'kept'}  removed: {out / 'removed'}  report: {out / 'report.md'}")
-    return "\n".join(lines)
+    options.show(run_filter(files, out, cfg, load_preset(cfg.preset)))
 
 
 @filter_app.command("train")
@@ -135,16 +117,7 @@ def train(
     cli = {"text_column": text_column, "label_column": label_column, "threshold": threshold, "features": features,
            "embeddings_model": str(embeddings_model) if embeddings_model else None, "folds": folds, "C": c, "seed": seed}
     cfg = resolve(ClassifierTrainConfig, cli=cli, file=load_config_file(config).get("filter_train", {}), section="filter_train")
-    result = fit_model(labels, out, config=cfg)
-    cv = result["cross_validation"]
-    (tn, fp), (fn, tp) = cv["confusion_matrix"]
-    lines = [f"{result['rows']:,} labelled documents ({result['scheme']} labels), {cv['folds']}-fold cross-validation:",
-             f"  F1 at threshold {cfg.threshold:g}: {cv['f1_at_threshold']}   accuracy {cv['accuracy_at_threshold']}   ROC AUC {cv['roc_auc']}"]
-    if "mae" in cv:
-        lines.append(f"  MAE {cv['mae']}   Spearman {cv['spearman']}")
-    lines += ["  confusion matrix (rows: truth, columns: predicted)", "            below  above",
-              f"    below  {tn:>6} {fp:>6}", f"    above  {fn:>6} {tp:>6}", f"model: {out}"]
-    typer.echo("\n".join(lines))
+    options.show(fit_model(labels, out, config=cfg))
 
 
 @filter_app.command("annotate")
@@ -177,22 +150,7 @@ def annotate(
                                        "chars": chars, "seed": seed, "cache": False if no_cache else None},
                   file=file.get("annotate", {}), section="annotate")
     teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency}, file)
-    result = run_annotate(files, out, cfg, teacher, prompts_dir=prompts)
-    typer.echo(annotate_summary(result))
-
-
-def annotate_summary(result: dict) -> str:
-    lines = [f"{result['sampled']:,} documents sampled: {result['scored']:,} scored, {result['rejected']:,} rejected",
-             "  scores  " + "   ".join(f"{k}: {v:,}" for k, v in result["score_counts"].items())]
-    t = result["teacher"]
-    if t.get("requests") or t.get("cache_hits"):
-        cost = f"${t['cost_usd']:,.4f}" if t["priced"] else "cost unknown: the model is not in the price table"
-        lines.append(f"  teacher: {t['requests']:,} requests, {t['cache_hits']:,} cache hits, {t['retries']:,} retries; "
-                     f"{t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens ({cost})")
-    else:
-        lines.append("  teacher: nothing asked (every sampled document was already scored; delete the directory to redo it)")
-    lines.append(f"labels: {result['out']}  (next: textbook filter train {result['out']} --out MODEL_DIR)")
-    return "\n".join(lines)
+    options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts))
 
 
 def register(app: typer.Typer) -> None:

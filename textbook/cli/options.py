@@ -41,6 +41,11 @@ BASE_URL = typer.Option(
 API_KEY = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False)
 
 
+def show(report, *, err: bool = False) -> None:
+    """Print a run's summary: every command ends with this one call (a `textbook.report.Report`)."""
+    typer.echo(str(report), err=err)
+
+
 def format_option(cls: type) -> typer.models.OptionInfo:
     """--format for a stage writing shards; its default is `cls.format`."""
     return typer.Option(

@@ -74,4 +74,4 @@ def register(app: typer.Typer) -> None:
                  "cache": False if no_cache else None},
                 file,
             )
-        typer.echo(str(generate_settings(cfg, teacher)))
+        options.show(generate_settings(cfg, teacher))

@@ -28,14 +28,6 @@ tokenizer_app = typer.Typer(help="Train a byte-level BPE tokenizer for Mu.", no_
 eval_app = typer.Typer(help="Evaluate a trained Mu run: settings exact match, or LM perplexity.", no_args_is_help=True)
 
 
-def _summary(title: str, items: dict) -> None:
-    typer.echo(title, err=True)
-    for key, value in items.items():
-        if isinstance(value, float):
-            value = f"{value:.4f}"
-        typer.echo(f"  {key}: {value}", err=True)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -99,9 +91,9 @@ def register(app: typer.Typer) -> None:
         from textbook.mu.train import train as run_training
 
         cfg = resolve(TrainConfig, cli=cli, file=load_config_file(config).get("train", {}), section="train")
-        summary = run_training(cfg)
-        if summary.pop("rank") == 0:  # one summary, not one per torchrun process
-            _summary("trained", summary)
+        report = run_training(cfg)
+        if report["rank"] == 0:  # one summary, not one per torchrun process
+            options.show(report, err=True)
 
     @tokenizer_app.command("train")
     def tokenizer_train(
@@ -126,10 +118,9 @@ def register(app: typer.Typer) -> None:
         from textbook.mu import require_train_deps
 
         require_train_deps()
-        from textbook.mu.tokenizer import tokenizer_from_shards
+        from textbook.mu.tokenizer import build
 
-        tok = tokenizer_from_shards(shards, cfg)
-        _summary("tokenizer", {"path": cfg.out, "vocab_size": tok.get_vocab_size()})
+        options.show(build(shards, cfg), err=True)
 
     @eval_app.command("settings")
     def eval_settings(
@@ -160,17 +151,9 @@ def register(app: typer.Typer) -> None:
         # The catalogue is the data side's: loaded here, so the trainer's evaluator never imports textbook.settings.
         report = run_eval(run, data, cfg, catalogue=catalogue_for(data, cfg.catalogue))
         if as_json:
-            typer.echo(json.dumps(report, indent=2))
-            return
-        typer.echo(f"{report['rows']} {cfg.split} rows: exact match {report['exact_match']:.2%}, invalid {report['invalid_rate']:.2%}")
-        if report["latency_ms"]:
-            lat = report["latency_ms"]
-            typer.echo(f"latency per request ({lat['requests']} on {lat['device']}): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
-        for group in ("by_style", "by_noise", "by_action"):
-            typer.echo(group.replace("_", " ") + ":")
-            for name, stats in report[group].items():
-                typer.echo(f"  {name:<24} {stats['exact_match']:7.2%}  ({stats['rows']} rows)")
-        typer.echo(f"report: {run / f'eval-settings-{cfg.split}.json'}, every mistake: {run / f'eval-settings-{cfg.split}-errors.jsonl'}")
+            typer.echo(json.dumps(dict(report), indent=2))
+        else:
+            options.show(report)
 
     @eval_app.command("lm")
     def eval_lm(
@@ -193,8 +176,7 @@ def register(app: typer.Typer) -> None:
         require_train_deps()
         from textbook.mu.eval import eval_lm as run_eval
 
-        report = run_eval(run, data, cfg)
-        typer.echo(f"perplexity {report['perplexity']:.3f} over {report['tokens']:,} target tokens")
+        options.show(run_eval(run, data, cfg))
 
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(eval_app, name="eval")

@@ -23,6 +23,7 @@ from textbook.export.check import check_model
 from textbook.export.config import ExportConfig
 from textbook.export.deps import need
 from textbook.export.runner import MANIFEST, Runner, earlier_manifest
+from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes, atomic_write_json
 from textbook.progress import progress_bar
@@ -82,7 +83,7 @@ class _Stages:
         self.bar.close()
 
 
-def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), *, progress: bool = True) -> dict[str, Any]:
+def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), *, progress: bool = True) -> Report:
     """Export a trained Mu run; returns the manifest (also written to OUT/export.json)."""
     need("torch"), need("onnx"), need("onnxruntime")
     from textbook.mu.checkpoint import WEIGHTS
@@ -93,7 +94,8 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
     if not (run / WEIGHTS).is_file():
         raise TextbookError(f"{run} holds no trained model ({WEIGHTS} is missing): pass the --out directory of a finished `textbook train` run")
     with RunDir(out):
-        return _export(run, Path(out), cfg, progress)
+        manifest = _export(run, Path(out), cfg, progress)
+    return Report(manifest, format_summary(manifest, out).rstrip("\n").split("\n"))
 
 
 def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from textbook.filter.config import AnnotateConfig, FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
 from textbook.prompts import Prompts
+from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, schema_for
 from textbook.teacher.cache import CACHE_FILE
@@ -122,10 +123,26 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
 
 
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
-             *, prompts_dir: str | Path | None = None) -> dict[str, Any]:
+             *, prompts_dir: str | Path | None = None) -> Report:
     """Score a sample of the inputs into `out`; returns counts and the teacher's usage."""
     with RunDir(out) as rundir:
-        return _annotate_into(files, Path(out), config, teacher, prompts_dir, rundir)
+        facts = _annotate_into(files, Path(out), config, teacher, prompts_dir, rundir)
+    return Report(facts, summary_lines(facts))
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What `textbook filter annotate` prints at the end."""
+    lines = [f"{result['sampled']:,} documents sampled: {result['scored']:,} scored, {result['rejected']:,} rejected",
+             "  scores  " + "   ".join(f"{k}: {v:,}" for k, v in result["score_counts"].items())]
+    t = result["teacher"]
+    if t.get("requests") or t.get("cache_hits"):
+        cost = f"${t['cost_usd']:,.4f}" if t["priced"] else "cost unknown: the model is not in the price table"
+        lines.append(f"  teacher: {t['requests']:,} requests, {t['cache_hits']:,} cache hits, {t['retries']:,} retries; "
+                     f"{t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens ({cost})")
+    else:
+        lines.append("  teacher: nothing asked (every sampled document was already scored; delete the directory to redo it)")
+    lines.append(f"labels: {result['out']}  (next: textbook filter train {result['out']} --out MODEL_DIR)")
+    return lines
 
 
 def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher: TeacherConfig,

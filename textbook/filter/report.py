@@ -146,3 +146,21 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s['seconds']} | {s['docs']:,} | {s['docs_per_s']} |")
     lines += ["", "Stage seconds of analysis are summed over worker processes.", ""]
     return "\n".join(lines)
+
+
+def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
+    """What `textbook filter` prints at the end."""
+    lines = [f"{report['rows']:,} documents: {report['kept']:,} kept, {report['removed']:,} removed"
+             + (" (already complete; delete the directory to redo it)" if report.get("resumed") else "")]
+    for stage, count in report["removed_by_stage"].items():
+        if count:
+            top = ", ".join(f"{r} {c:,}" for r, c in list(report["reasons"].get(stage, {}).items())[:4])
+            lines.append(f"  {stage:<12} -{count:,}  ({top})")
+    renamed = report.get("ids_renamed", {}).get("rows", 0)
+    if renamed:
+        lines.append(f"  note: {renamed:,} rows repeated an earlier row's id: kept as ID@FILE#ROW "
+                     f"(e.g. {report['ids_renamed']['first'][0]})")
+    t = report["timing"]
+    lines.append(f"{t['wall_seconds']} s, {t['docs_per_s']} docs/s")
+    lines.append(f"kept: {out / 'kept'}  removed: {out / 'removed'}  report: {out / 'report.md'}")
+    return lines

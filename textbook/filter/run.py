@@ -27,8 +27,9 @@ from textbook.filter.classifier import EduClassifier, load_classifier
 from textbook.filter.config import FilterRun, Preset, describe
 from textbook.filter.dedup import Decisions, decide
 from textbook.filter.inputs import Source, expand, open_source
-from textbook.filter.report import write_report
+from textbook.filter.report import summary_lines, write_report
 from textbook.filter.table import OutputLayout
+from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
 from textbook.progress import progress_bar
@@ -214,10 +215,11 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
     return {"write": time.perf_counter() - t0}
 
 
-def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> dict[str, Any]:
+def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> Report:
     """Filter `inputs` into `out`; returns the report (also written to out/report.json)."""
     with RunDir(out) as rundir:
-        return _run_filter(inputs, Path(out), run, preset, rundir)
+        facts = _run_filter(inputs, Path(out), run, preset, rundir)
+    return Report(facts, summary_lines(facts, Path(out)))
 
 
 def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset, rundir: RunDir) -> dict[str, Any]:

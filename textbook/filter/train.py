@@ -21,6 +21,7 @@ from textbook.filter.config import ClassifierTrainConfig
 from textbook.filter.features import FeatureConfig, featurizer
 from textbook.filter.inputs import expand, open_source
 from textbook.minhash import WordTable
+from textbook.report import Report
 
 LABEL_COLUMNS = ("edu_score", "score", "label")
 
@@ -137,7 +138,7 @@ def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: F
 
 
 def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | None = None,
-          config: ClassifierTrainConfig | None = None) -> dict[str, Any]:
+          config: ClassifierTrainConfig | None = None) -> Report:
     """Load labels, cross-validate, fit on everything, save to `out`; returns the metrics.
     `features` (all of FeatureConfig) overrides the kind and model named in `config`."""
     config = config or ClassifierTrainConfig()
@@ -151,5 +152,19 @@ def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | No
         "cross_validation": cv, "train_config": dataclasses.asdict(config),
     })
     model.save(out)
-    return {"scheme": scheme, "rows": len(texts), "cross_validation": cv, "out": str(out),
-            "seconds": round(time.perf_counter() - t0, 1)}
+    facts = {"scheme": scheme, "rows": len(texts), "cross_validation": cv, "out": str(out),
+             "seconds": round(time.perf_counter() - t0, 1)}
+    return Report(facts, summary_lines(facts, config.threshold))
+
+
+def summary_lines(result: dict[str, Any], threshold: float) -> list[str]:
+    """What `textbook filter train` prints: the cross-validated metrics and the confusion matrix."""
+    cv = result["cross_validation"]
+    (tn, fp), (fn, tp) = cv["confusion_matrix"]
+    lines = [f"{result['rows']:,} labelled documents ({result['scheme']} labels), {cv['folds']}-fold cross-validation:",
+             f"  F1 at threshold {threshold:g}: {cv['f1_at_threshold']}   accuracy {cv['accuracy_at_threshold']}   ROC AUC {cv['roc_auc']}"]
+    if "mae" in cv:
+        lines.append(f"  MAE {cv['mae']}   Spearman {cv['spearman']}")
+    lines += ["  confusion matrix (rows: truth, columns: predicted)", "            below  above",
+              f"    below  {tn:>6} {fp:>6}", f"    above  {fn:>6} {tp:>6}", f"model: {result['out']}"]
+    return lines

@@ -22,6 +22,7 @@ from textbook.gen.config import GenConfig
 from textbook.gen.plan import PlanItem
 from textbook.gen.records import PromptRow
 from textbook.prompts import Prompts
+from textbook.report import Report
 from textbook.shards import ShardWriter, schema_for
 from textbook.teacher.config import TeacherConfig
 from textbook.teacher.pricing import price_for
@@ -30,8 +31,8 @@ from textbook.teacher.structured import response_format
 ESTIMATE_MODEL = "gpt-4o-mini"  # priced when no --model is given, so the estimate still means something
 
 
-@dataclass(slots=True)
-class DryRunSummary:
+@dataclass(eq=False)
+class DryRunSummary(Report):
     kind: str
     requests: int
     prompt_tokens: int
@@ -43,7 +44,12 @@ class DryRunSummary:
     topics_note: str
     paths: dict[str, str]
 
-    def __str__(self) -> str:
+    def facts(self) -> dict:
+        return {"dry_run": True, "kind": self.kind, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "max_completion_tokens": self.max_completion_tokens, "model": self.model,
+                "cost_prompt_usd": self.cost_prompt_usd, "cost_max_usd": self.cost_max_usd, "paths": self.paths}
+
+    def lines(self) -> list[str]:
         lines = [
             f"dry run: {self.requests:,} {self.kind} requests rendered, none sent",
             f"  topics: {self.topics_note}",
@@ -59,7 +65,7 @@ class DryRunSummary:
                 f"at most ${self.cost_max_usd:,.2f} in all"
             )
         lines += [f"  {name}: {path}" for name, path in self.paths.items()]
-        return "\n".join(lines)
+        return lines
 
 
 def _render(prompts: Prompts, kind: str, item: PlanItem):

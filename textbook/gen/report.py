@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from textbook.report import Report
 from textbook.shards import read_table
 from textbook.teacher.pricing import price_for
 
 
-@dataclass(slots=True)
-class GenSummary:
+@dataclass(eq=False)
+class GenSummary(Report):
     """What `textbook gen` prints at the end; `totals()` is what its manifest keeps."""
 
     kind: str
@@ -36,7 +37,11 @@ class GenSummary:
             "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd,
         }
 
-    def __str__(self) -> str:
+    def facts(self) -> dict:
+        return {"kind": self.kind, **self.totals(), "seconds": round(self.seconds, 3), "this_run": self.this_run,
+                "paths": self.paths}
+
+    def lines(self) -> list[str]:
         run = self.this_run
         cost = "cost unknown: the model is not in the price table" if self.cost_usd is None else f"${self.cost_usd:,.4f}"
         lines = [
@@ -53,7 +58,7 @@ class GenSummary:
         lines.append(f"  time: {self.seconds:,.1f} s")
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {name}: {path}" for name, path in self.paths.items()]
-        return "\n".join(lines)
+        return lines
 
 
 def count_output(kept_dir: Path, rejects_dir: Path, model: str, price_file: str | None) -> tuple[int, dict[str, int], int, int, float | None]:

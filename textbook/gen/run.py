@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import os
 import time
@@ -49,12 +50,12 @@ def generate(
     confirm: Callable[[str], bool] | None = None,
 ) -> GenSummary | DryRunSummary:
     """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
-    with RunDir(out):
-        return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm)
+    with RunDir(out) as rundir:
+        return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm, rundir)
 
 
 def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str | Path | None, dry: bool,
-           progress: bool | None, confirm: Callable[[str], bool] | None) -> GenSummary | DryRunSummary:
+           progress: bool | None, confirm: Callable[[str], bool] | None, rundir: RunDir) -> GenSummary | DryRunSummary:
     prompts = Prompts(gen.prompts)
     vocabulary = load_vocabulary(gen.prompts)
     if dry:
@@ -63,7 +64,7 @@ def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str |
         plan = _plan(gen, tree, vocabulary)
         return dry_run(gen, teacher, prompts, out=out, plan=plan, topics_note=note)
     require_teacher(teacher)
-    return asyncio.run(_generate(gen, teacher, out, topics_file, prompts, vocabulary, progress, confirm))
+    return asyncio.run(_generate(gen, teacher, out, topics_file, prompts, vocabulary, progress, confirm, rundir))
 
 
 def _offline_topics(gen: GenConfig, out: Path, topics_file: str | Path | None) -> tuple[dict, str]:
@@ -137,8 +138,8 @@ class _Run:
         self.exec_workers = gen.exec_workers or os.cpu_count() or 1
         self.exec_slots = asyncio.Semaphore(self.exec_workers)
 
-    def resume(self, plan_sha: str) -> set[int]:
-        return self.sink.resume(plan_sha, ["text"] if self.module is section else ["prompt", "solution"])
+    def resume(self) -> set[int]:
+        return self.sink.resume(["text"] if self.module is section else ["prompt", "solution"])
 
     def _fields(self, item: PlanItem, request: Rendered, reply: Any) -> dict[str, Any]:
         return dict(
@@ -211,7 +212,18 @@ class _Run:
             self.sink.close_bar()
 
 
-async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm) -> GenSummary:
+def _fingerprint(gen: GenConfig, teacher_cfg: TeacherConfig, tree: dict, vocabulary: dict, template_sha: str) -> dict:
+    """What decides a gen output's rows: a rerun resumes only when it matches (--n aside: a larger one
+    extends the plan), so rows of two plans or two teachers never mix in one output."""
+    return {"kind": gen.kind, "topic": gen.topic, "seed": gen.seed, "audiences": list(gen.audiences),
+            "styles": list(gen.styles), "difficulties": list(gen.difficulties), "words_per_prompt": gen.words_per_prompt,
+            "template_sha": template_sha, "topics": hashlib.sha256(json.dumps(leaves(tree)).encode()).hexdigest()[:16],
+            "model": teacher_cfg.model,
+            # all of it (the vocabulary too) in one hash; the fields above say in words what changed
+            "plan": plan_sha(tree, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, extra=[gen.kind, template_sha])}
+
+
+async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm, rundir) -> GenSummary:
     from textbook.teacher.client import Teacher
 
     start = time.perf_counter()
@@ -225,8 +237,8 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         save_topics(out / TOPICS_FILE, tree)
         plan = _plan(gen, tree, vocabulary)
         run = _Run(gen, teacher_cfg, teacher, prompts, out)
-        template_sha = prompts.get(run.module.TEMPLATE).sha256
-        done = run.resume(plan_sha(tree, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, extra=[gen.kind, template_sha]))
+        rundir.claim(_fingerprint(gen, teacher_cfg, tree, vocabulary, prompts.get(run.module.TEMPLATE).sha256), "a gen output")
+        done = run.resume()
         if len(done) > gen.n:
             raise TextbookError(f"{out} already holds {len(done):,} planned rows, more than --n {gen.n:,}: pass --n {len(done)} or more, or a new --out")
         todo = [item for item in plan if item.plan_id not in done]
@@ -247,6 +259,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     if gen.kind == "exercises":
         summary.notes.append(f"sandbox: {sandbox.isolation()}")
     sink.close(summary.totals())
+    rundir.finish()
     if summary.rows == 0 and rejected:  # saved above: the rejects (raw replies) and the cache stay
         raise nothing_usable(rejected, asked=summary.planned, what="planned rows", where=sink.rejects_dir)
     return summary

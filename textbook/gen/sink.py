@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-from textbook.errors import TextbookError
 from textbook.gen.config import GenConfig
 from textbook.gen.dedup import NearDuplicates
 from textbook.gen.records import Generated, RejectRow
@@ -43,22 +42,15 @@ class Sink:
         self.rejects = ShardWriter(self.rejects_dir, schema_for(RejectRow), fmt=gen.format, max_bytes=gen.shard_bytes,
                                    meta={**meta, "kind": f"{gen.kind}-rejects"})
         self.dedup = NearDuplicates(gen.dedup_bands, gen.dedup_rows) if gen.dedup else None
-        self.state: dict[str, Any] = {}
         self.counts = {"kept": 0, "rejected": 0}
         self.bar = None  # textbook.progress.bar while a run writes
         self._pending: list[tuple[Any, str, str]] = []  # (row, text to dedup on, raw reply)
         self._since_checkpoint, self._last_checkpoint, self._next_postfix = 0, time.monotonic(), 0.0
 
     # -- resume ---------------------------------------------------------------------------------
-    def resume(self, plan_sha: str, dedup_columns: list[str]) -> set[int]:
-        """Plan ids already written (kept or rejected), and the kept ones back in the dedup index."""
-        for writer in (self.kept, self.rejects):
-            if writer.state.get("plan_sha") not in (None, plan_sha):
-                raise TextbookError(
-                    f"{writer.directory} was generated from another plan (other topics, seed, constraints or templates): "
-                    "rerun with the original options, or write to a new --out"
-                )
-        self.state = {"plan_sha": plan_sha}
+    def resume(self, dedup_columns: list[str]) -> set[int]:
+        """Plan ids already written (kept or rejected), and the kept ones back in the dedup index.
+        (That they belong to this plan, RunDir.claim checked.)"""
         # The manifests say which rows count (the writers above already dropped any they do not vouch for).
         done: set[int] = set()
         if read_manifest(self.rejects_dir) is not None:
@@ -118,8 +110,8 @@ class Sink:
     def checkpoint(self) -> None:
         self.flush()
         # Rejects first: a kill between the two loses kept rows, which come back from the cache.
-        self.rejects.checkpoint(self.state)
-        self.kept.checkpoint(self.state)
+        self.rejects.checkpoint()
+        self.kept.checkpoint()
         self._since_checkpoint, self._last_checkpoint = 0, time.monotonic()
 
     def open_bar(self, total: int, initial: int, progress: bool | None) -> None:
@@ -131,5 +123,5 @@ class Sink:
             self.bar = None
 
     def close(self, totals: dict[str, Any]) -> None:
-        self.rejects.close(totals=totals, state=self.state)
-        self.kept.close(totals=totals, state=self.state)
+        self.rejects.close(totals=totals)
+        self.kept.close(totals=totals)

@@ -34,6 +34,7 @@ from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
 from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard
 from textbook.progress import progress_bar
+from textbook.report import Report
 
 
 def _rows(directories: list[Path], split: str | None) -> pa.Table:
@@ -85,7 +86,7 @@ def _percentile(values: list[float], q: float) -> float:
 def eval_settings(
     run: str | Path, data: list[str | Path], config: EvalSettingsConfig = EvalSettingsConfig(), *,
     catalogue: CatalogueView | None = None, progress: bool = True,
-) -> dict[str, Any]:
+) -> Report:
     """Exact match of a run's function calls on a settings split; the report is also saved in RUN.
 
     `catalogue` (textbook.settings.config.catalogue_for(data, config.catalogue) in `textbook eval
@@ -150,13 +151,27 @@ def eval_settings(
     atomic_write_bytes(Path(run) / f"eval-settings-{split}-errors.jsonl",
                        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors).encode())
     atomic_write_json(Path(run) / f"eval-settings-{split}.json", report)
-    return report
+    return Report(report, _settings_lines(report, Path(run)))
+
+
+def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
+    """What `textbook eval settings` prints: exact match overall and by style, noise and action."""
+    split = report["split"]
+    lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%}, invalid {report['invalid_rate']:.2%}"]
+    if report["latency_ms"]:
+        lat = report["latency_ms"]
+        lines.append(f"latency per request ({lat['requests']} on {lat['device']}): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+    for group in ("by_style", "by_noise", "by_action"):
+        lines.append(group.replace("_", " ") + ":")
+        lines += [f"  {name:<24} {stats['exact_match']:7.2%}  ({stats['rows']} rows)" for name, stats in report[group].items()]
+    lines.append(f"report: {run / f'eval-settings-{split}.json'}, every mistake: {run / f'eval-settings-{split}-errors.jsonl'}")
+    return lines
 
 
 @torch.no_grad()
 def eval_lm(
     run: str | Path, data: list[str | Path], config: EvalLMConfig = EvalLMConfig(), *, progress: bool = True,
-) -> dict[str, Any]:
+) -> Report:
     """Perplexity of the decoder's continuations (the pretraining task: prefix -> continuation)."""
     device, limit_batches = config.device, config.limit_batches
     model, cfg = load_model(run, device)
@@ -173,4 +188,4 @@ def eval_lm(
         tokens += int((batch.labels != IGNORE).sum())
     report = {"run": str(run), "tokens": tokens, "nll_per_token": nll / tokens, "perplexity": math.exp(nll / tokens)}
     atomic_write_json(Path(run) / "eval-lm.json", report)
-    return report
+    return Report(report, [f"perplexity {report['perplexity']:.3f} over {report['tokens']:,} target tokens"])

@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 from textbook.contract import QUERY, SPLIT, TARGET, TEXT
 from textbook.errors import TextbookError
 from textbook.mu.config import PRETOKENIZE, SPECIAL_TOKENS, TokenizerConfig  # noqa: F401 (TokenizerConfig: this module's options)
+from textbook.report import Report
 from textbook.shards import iter_batches, read_manifest
 
 # Names other tokenizers use, in order of preference.
@@ -161,8 +162,15 @@ def default_pretokenize(directories: Iterable[str | Path], columns: list[str] | 
     return "whitespace"
 
 
-def tokenizer_from_shards(shards: Iterable[str | Path], cfg: TokenizerConfig):
+def build(shards: Iterable[str | Path], cfg: TokenizerConfig) -> Report:
     """`textbook tokenizer train`: a BPE learnt from the shards' strings, saved at cfg.out."""
+    tok = tokenizer_from_shards(shards, cfg)
+    return Report({"path": str(cfg.out), "vocab_size": tok.get_vocab_size()},
+                  ["tokenizer", f"  path: {cfg.out}", f"  vocab_size: {tok.get_vocab_size()}"])
+
+
+def tokenizer_from_shards(shards: Iterable[str | Path], cfg: TokenizerConfig):
+    """A BPE learnt from the shards' strings, saved at cfg.out (the tokenizer itself, for the trainer)."""
     shards = list(shards)
     columns = list(cfg.column) or None
     texts = texts_from_shards(shards, columns, split=cfg.split or None, limit=cfg.limit)

@@ -38,20 +38,24 @@ from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes
 from textbook.progress import progress_bar
+from textbook.report import Report
 
 
 # Fields that may differ between a run and its --resume (they do not change the result).
-_RESUME_FREE = {"resume", "device", "compile", "log_every", "checkpoint_every", "eval_batches"}
+_RESUME_FREE = {"resume", "device", "compile", "log_every", "checkpoint_every", "eval_batches", "out"}  # out: a run may move
 
 
-def _check_resume(cfg: TrainConfig, run: Path) -> None:
-    stored = read_run_config(run)["train"]
-    now = public_dict(cfg)
-    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # a run from before a field existed
-    diff = [f"{k}={stored.get(k, default[k])!r} (now {now[k]!r})" for k in now
-            if k not in _RESUME_FREE and stored.get(k, default[k]) != now[k]]
-    if diff:
-        raise TextbookError(f"{run} was started with {', '.join(diff)}: resume with the same flags")
+def _claim(cfg: TrainConfig, run: Path, rundir: RunDir | None) -> None:
+    """A --resume continues the run recorded in RUN/run.json only with the same settings (the fields in
+    _RESUME_FREE aside); a new run replaces the record. Under torchrun rank 0 checks for all (rundir None)."""
+    if rundir is None:
+        return
+    fingerprint = {k: v for k, v in public_dict(cfg).items() if k not in _RESUME_FREE}
+    if cfg.resume and not rundir.path.is_file():  # a run from before run.json: its stored config is the record
+        stored = read_run_config(run)["train"]
+        default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # a run from before a field existed
+        rundir.claim({k: stored.get(k, default[k]) for k in fingerprint}, fresh=True)
+    rundir.claim(fingerprint, "a training run", fresh=not cfg.resume)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class _TimeBox:
         return total
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, *, progress: bool = True) -> Report:
     """Train (or resume) a run; returns a summary. The library entry point of `textbook train`."""
     if not cfg.data:
         raise TextbookError("no training data: pass --data DIR (a shard directory; repeat for several)")
@@ -169,8 +173,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         raise TextbookError(f"{cfg.out} does not exist, so it is not a Mu run directory to resume: drop --resume "
                             "to start a new run, or pass the --out of the run to continue")
     # One launch per run directory; under torchrun the ranks of that launch share it, so rank 0 holds it.
-    with RunDir(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
-        return _train(cfg, progress)
+    with RunDir(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext() as rundir:
+        facts = _train(cfg, progress, rundir)
+    return Report(facts, ["trained"] + [f"  {k}: {f'{v:.4f}' if isinstance(v, float) else v}"
+                                        for k, v in facts.items() if k != "rank"])
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -188,16 +194,15 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, "".join(kept).encode())
 
 
-def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str, Any]:
     run = Path(cfg.out)
     if cfg.resume and checkpoint_dir(run) is None:
         # killed before its first checkpoint: nothing was kept, so resuming is starting over (the same
         # result), and a `--resume` retry loop never gets stuck on a run that died early
         cfg = dataclasses.replace(cfg, resume=False)
-    if cfg.resume:
-        _check_resume(cfg, run)
-    elif checkpoint_dir(run) is not None:
+    if not cfg.resume and checkpoint_dir(run) is not None:
         raise TextbookError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    _claim(cfg, run, rundir)
     dist = Distributed.start(cfg.device)
     torch.manual_seed(cfg.seed)
     built = build_run(cfg, run, dist)
@@ -289,6 +294,8 @@ def _train(cfg: TrainConfig, progress: bool) -> dict[str, Any]:
         step += 1
     bar.close()
     dist.stop()
+    if rundir is not None:
+        rundir.finish(steps=total)
     return {
         "run": str(run), "steps": total, "tokens": state["tokens"], "elapsed_s": round(time.perf_counter() - start, 1),
         "loss": loss_value, "val_loss": val_loss, "parameters": count_parameters(mcfg)["total"],

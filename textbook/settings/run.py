@@ -33,6 +33,7 @@ from textbook.settings.records import RemovedSample, SettingsSample
 from textbook.settings.report import Tally, write_report
 from textbook.settings.config import MAX_CAP
 from textbook.settings.sampling import DupCap
+from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, read_manifest, schema_for
 from textbook.teacher.cache import CACHE_FILE
@@ -47,8 +48,8 @@ TEACHER_CHECKPOINT_S = 30.0  # seconds of teacher batches between checkpoints
 STALL_CHUNKS = 64  # chunks in a row without a new row: the catalogue cannot give --n samples under the cap
 
 
-@dataclass
-class SettingsSummary:
+@dataclass(eq=False)
+class SettingsSummary(Report):
     """What `textbook gen settings` prints at the end."""
 
     out: Path
@@ -58,7 +59,11 @@ class SettingsSummary:
     already_complete: bool = False
     warnings: list[str] = field(default_factory=list)
 
-    def __str__(self) -> str:
+    def facts(self) -> dict[str, Any]:
+        return {**self.totals, "out": str(self.out), "seconds": round(self.seconds, 3), "resumed_from": self.resumed_from,
+                "already_complete": self.already_complete, "warnings": self.warnings}
+
+    def lines(self) -> list[str]:
         t = self.totals
         if self.already_complete:
             head = f"{self.out / SAMPLES} is already complete ({t['rows']:,} samples): nothing to do"
@@ -68,7 +73,7 @@ class SettingsSummary:
             head = f"wrote {t['rows']:,} settings samples to {self.out / SAMPLES} in {self.seconds:.1f}s{rate}"
             if self.resumed_from:
                 head += f" (resumed at {self.resumed_from:,})"
-        return "\n".join([
+        return [
             head,
             *(f"  warning: {w}" for w in self.warnings),
             f"  splits: train {t['train']:,} / validation {t['validation']:,} / test {t['test']:,}; "
@@ -76,7 +81,7 @@ class SettingsSummary:
             f"  noise rate {t['noise_rate']:.1%}; relabelled {t['relabelled']:,}; removed {t['removed']:,} "
             f"(see {self.out / REMOVED}); duplicates capped {t['duplicates_capped']:,}; judge drop rate {t['judge_drop_rate']:.1%}",
             f"  report: {self.out / 'settings-report.md'}",
-        ])
+        ]
 
 
 def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None, *,
