@@ -27,6 +27,11 @@ Constructor (all keyword-only except `replies`):
 - `max_in_flight`: answer 429 (Retry-After absent) while more chat requests than this are being served,
   like a server at capacity; `None` = unlimited.
 - `record`: keep every request in `server.requests` (benchmarks turn it off to save memory).
+- `slots`: behave like llama.cpp's server with `--parallel SLOTS`: /v1/models says `owned_by: llamacpp`,
+  GET /props gives `total_slots` and the context per slot (`context`), a chat request for *any* model
+  name is answered as `models[0]`, requests beyond the slots wait in a queue (no 429), a request keeps
+  its slot until its reply is written even when the client gave up on it, and replies carry
+  llama.cpp's `timings`. With `tokens_per_s`, a reply also takes completion_tokens / tokens_per_s.
 Every setting is a plain attribute read per request, so a test may change it on a running server
 (`server.replies = ...`, `server.response_format = "unsupported"`, `server.max_in_flight = None`).
 Counters: `served` (chat requests answered), `rate_limited` (429s sent), `peak_in_flight`.
@@ -43,6 +48,8 @@ queued; `match` limits a fault to requests whose last user message contains that
 - "drop": send the headers and half the body, then reset the connection (dropped connection).
 - "length": the reply is cut short and `finish_reason` is "length".
 - "content_filter": empty content and `finish_reason` "content_filter".
+
+A reply longer than the request's max_tokens is cut there with `finish_reason` "length", as real servers do.
 
 Usage fields: prompt_tokens = characters of all messages // 4 + 1, completion_tokens = characters of
 the reply // 4 + 1 (deterministic, so tests can check token and cost accounting).
@@ -117,6 +124,9 @@ class FakeServer:
         max_in_flight: int | None = None,
         default: str = "This is a fake reply.",
         record: bool = True,
+        slots: int | None = None,
+        context: int = 2048,
+        tokens_per_s: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -130,6 +140,8 @@ class FakeServer:
         self.max_in_flight = max_in_flight
         self.default = default
         self.record = record
+        self.slots, self.context, self.tokens_per_s = slots, context, tokens_per_s
+        self._slot_sem: asyncio.Semaphore | None = None  # made on the server's loop
         self.requests: list[Request] = []
         self.served = 0  # chat requests answered (any status), counted even when record=False
         self.rate_limited = 0  # 429s sent
@@ -300,24 +312,37 @@ class FakeServer:
             if self.models is None:
                 self._send(writer, 404, self._error("Not found", "invalid_request_error"))
             else:
-                data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+                owner = "llamacpp" if self.slots else "fake"
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m in self.models]
                 self._send(writer, 200, {"object": "list", "data": data})
+            return True
+        if method == "GET" and path == "/props" and self.slots:
+            self._send(writer, 200, {"total_slots": self.slots, "default_generation_settings": {"n_ctx": self.context},
+                                     "model_alias": self.models[0] if self.models else "model"})
             return True
         if method != "POST" or path != "/v1/chat/completions" or not isinstance(body, dict):
             self._send(writer, 404, self._error(f"no route for {method} {path}", "invalid_request_error"))
             return True
         self.served += 1
+        if self.slots:  # llama.cpp: a request waits for a free slot, however long
+            if self._slot_sem is None:
+                self._slot_sem = asyncio.Semaphore(self.slots)
+            await self._slot_sem.acquire()
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
             return await self._chat(body, writer)
         finally:
             self._in_flight -= 1
+            if self.slots:
+                self._slot_sem.release()
 
     async def _chat(self, body: dict, writer: asyncio.StreamWriter) -> bool:
         messages = body.get("messages") or []
         model = body.get("model")
-        if self.models is not None and model not in self.models:
+        if self.slots and self.models:
+            model = self.models[0]  # llama.cpp answers to any name as the one model it serves
+        elif self.models is not None and model not in self.models:
             self._send(writer, 404, self._error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found"))
             return True
         if "response_format" in body and self.response_format == "unsupported":
@@ -360,15 +385,23 @@ class FakeServer:
             text, finish = text[: max(1, len(text) // 2)], "length"
         elif kind == "content_filter":
             text, finish = "", "content_filter"
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(limit, int) and len(text) // 4 + 1 > limit:  # as real servers do: cut at max_tokens
+            text, finish = text[: max(0, (limit - 1) * 4)], "length"
         prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages)
         usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if self.tokens_per_s:
+            await asyncio.sleep(usage["completion_tokens"] / self.tokens_per_s)
         payload = {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text or None},
                          "finish_reason": finish}],
             "usage": usage,
         }
+        if self.slots:
+            speed = self.tokens_per_s or 1000.0
+            payload["timings"] = {"predicted_n": usage["completion_tokens"], "predicted_per_second": speed}
         if kind == "drop":
             data = json.dumps(payload).encode()
             writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()

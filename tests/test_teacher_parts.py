@@ -132,11 +132,11 @@ def test_token_bucket_lets_an_oversized_request_through_into_debt():
 
 def test_adaptive_concurrency_halves_once_per_window_and_ramps_up():
     limit = AdaptiveConcurrency(16)
-    limit.rate_limited(epoch=0)
+    limit.overloaded(epoch=0)
     assert limit.limit == 8
-    limit.rate_limited(epoch=0)  # another 429 from a request sent before the cut: same event
+    limit.overloaded(epoch=0)  # another 429 from a request sent before the cut: same event
     assert limit.limit == 8
-    limit.rate_limited(epoch=limit.epoch, retry_after=None)
+    limit.overloaded(epoch=limit.epoch, retry_after=None)
     assert limit.limit == 4 and limit.cuts == 2
     for _ in range(4):
         limit.succeeded()
@@ -145,7 +145,7 @@ def test_adaptive_concurrency_halves_once_per_window_and_ramps_up():
         limit.succeeded()
     assert limit.limit == 16  # never above the configured maximum
     for _ in range(10):
-        limit.rate_limited(epoch=limit.epoch)
+        limit.overloaded(epoch=limit.epoch)
     assert limit.limit == 1  # never below one
 
 
@@ -162,7 +162,7 @@ def test_adaptive_concurrency_bounds_in_flight():
             limit.release()
 
         await asyncio.gather(*(job() for _ in range(30)))
-        limit.rate_limited(epoch=limit.epoch)  # limit 1 from now on
+        limit.overloaded(epoch=limit.epoch)  # limit 1 from now on
         peak = 0
         await asyncio.gather(*(job() for _ in range(10)))
         return peak
@@ -173,7 +173,7 @@ def test_adaptive_concurrency_bounds_in_flight():
 def test_adaptive_concurrency_pauses_for_retry_after():
     async def main():
         limit = AdaptiveConcurrency(4)
-        limit.rate_limited(epoch=0, retry_after=0.2)
+        limit.overloaded(epoch=0, retry_after=0.2)
         start = time.monotonic()
         await limit.acquire()
         return time.monotonic() - start

@@ -12,6 +12,7 @@ the body ourselves is what lets a malformed reply be retried like any other fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -25,7 +26,7 @@ import openai
 
 from textbook.errors import ConfigError, TextbookError
 from textbook.teacher.cache import ResponseCache, cache_key
-from textbook.teacher.check import MODEL_FLAGS, auth_error, check_endpoint, public_url, quota_error
+from textbook.teacher.check import MODEL_FLAGS, ServerInfo, auth_error, check_endpoint, public_url, quota_error
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import connection_reason, error_field, one_line, retry_after, server_message
 from textbook.teacher.limits import AdaptiveConcurrency, TokenBucket, backoff, estimate_tokens
@@ -39,6 +40,8 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 MAX_RETRY_AFTER_S = 600.0  # a server asking for longer (a daily quota) stops the run instead of stalling it
+RETRY_TEMPERATURE = 0.7  # a re-ask sent at a lower temperature gets the same reply back from a deterministic server
+MAX_TOKENS_GROWTH = 4  # after `length`, a re-ask may get up to this many times the first max_tokens
 _REFIT = object()  # the request was adapted to what the server supports: send it again at once
 
 
@@ -91,6 +94,11 @@ class Teacher:
         self._cache_path = Path(cache_path) if cache_path is not None and config.cache else None
         self._progress_desc, self._progress_enabled = progress_desc, progress
         self._limit = AdaptiveConcurrency(config.concurrency)
+        self._timeout_s = config.timeout_s  # raised by check() for a server too slow to finish max_tokens in it
+        self._tokens_per_s: float | None = None
+        self._timed_out_retry = asyncio.Semaphore(1)  # one retry of a timed-out request in flight at a time
+        self.server = ServerInfo()
+        self.notes: list[str] = []  # what the run adapted to, for its summary
         self._rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute > 0 else None
         self._tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute > 0 else None
         # What this endpoint turned out not to support, learnt from its 400s and remembered for the run.
@@ -131,9 +139,35 @@ class Teacher:
     def url(self) -> str:
         return public_url(self.config.base_url or "https://api.openai.com/v1")
 
-    async def check(self) -> None:
-        """Fail fast, in seconds, with one line on what to fix: unreachable endpoint, bad key, unknown model."""
-        await check_endpoint(self._client, self.config)
+    async def check(self) -> ServerInfo:
+        """Fail fast, in seconds, with one line on what to fix: unreachable endpoint, bad key, unknown model.
+        Then start from what the server can take (its slots, its speed) rather than from the defaults."""
+        self.server = info = await check_endpoint(self._client, self.config)
+        cfg = self.config
+        if info.slots and info.slots < self._limit.maximum:
+            # More requests than slots wait in the server's queue, and the wait counts against the timeout:
+            # 16 in flight on 2 slots cost 94 retries and 15 timeouts for 16 sections (llama.cpp, 1 thread).
+            self._limit = AdaptiveConcurrency(info.slots)
+            self.stats.concurrency = info.slots
+            self.notes.append(f"the teacher serves {info.slots} requests at once: concurrency {info.slots} (asked {cfg.concurrency})")
+        if info.tokens_per_s:
+            self._tokens_per_s = info.tokens_per_s
+            need = self._request_timeout(cfg.max_tokens)
+            if need > cfg.timeout_s:
+                self.notes.append(f"the teacher writes ~{info.tokens_per_s:.0f} tokens/s: timeout {need:.0f}s for "
+                                  f"max_tokens {cfg.max_tokens} (asked {cfg.timeout_s:g}s)")
+        if info.context and cfg.max_tokens >= info.context:
+            self.notes.append(f"max_tokens {cfg.max_tokens} does not fit the teacher's {info.context}-token context per "
+                              "slot: replies stop at what is left after the prompt")
+        for note in self.notes:
+            log.warning("%s", note)
+        return info
+
+    def _request_timeout(self, max_tokens: int) -> float:
+        """The configured timeout, or longer when the measured speed says max_tokens takes longer (x1.5 + 10 s)."""
+        if not self._tokens_per_s:
+            return self._timeout_s
+        return max(self._timeout_s, 1.5 * max_tokens / self._tokens_per_s + 10.0)
 
     # ---- completions ---------------------------------------------------------------------------------
     async def complete(
@@ -164,8 +198,11 @@ class Teacher:
             params["seed"] = seed
         started = time.monotonic()
         reason = detail = raw = None
+        first = dict(params)
         try:
             for attempt in range(cfg.output_retries + 1):
+                if attempt:
+                    params = _reask(first, params, reason, attempt)
                 key = hit = None
                 if self._cache is not None:
                     key = cache_key(cfg.model, messages, params, template_sha, json_schema, attempt)
@@ -255,43 +292,56 @@ class Teacher:
         failures = 0  # all failures of this request (sets the backoff)
         since = time.monotonic()  # the run made progress if some request succeeded after this
         first_failure = 0.0
+        timed_out = False
+        timeout = self._request_timeout(params["max_tokens"])
         while True:
             body = self._body(messages, params, schema)
             estimate = estimate_tokens(body) if self._tpm else 0
-            epoch = await self._limit.acquire()
-            try:
-                if self._rpm:
-                    await self._rpm.acquire()
-                if self._tpm:
-                    await self._tpm.acquire(estimate)
-                self.stats.requests += 1
+            # The server may still be working on a request we gave up on: its retries go one at a time,
+            # so abandoned work at the server never grows with the number of requests that timed out.
+            async with self._timed_out_retry if timed_out else contextlib.nullcontext():
+                epoch = await self._limit.acquire()
                 try:
-                    # Serialised here (C json encoder): the SDK would deep-copy and re-encode the dict.
-                    content = json.dumps(body, ensure_ascii=False).encode()
-                    response = await self._client.post("/chat/completions", content=content, cast_to=httpx2.Response)
-                    reply = _read_reply(response.content)
-                except openai.APIStatusError as exc:
-                    failure = self._status_failure(exc, body, epoch)
-                except openai.APIConnectionError as exc:  # APITimeoutError included
-                    reason = connection_reason(exc)
-                    if reason == "timed out":
-                        failure = ("timeout", f"no reply within {cfg.timeout_s:g}s", None)
+                    if self._rpm:
+                        await self._rpm.acquire()
+                    if self._tpm:
+                        await self._tpm.acquire(estimate)
+                    self.stats.requests += 1
+                    try:
+                        # Serialised here (C json encoder): the SDK would deep-copy and re-encode the dict.
+                        content = json.dumps(body, ensure_ascii=False).encode()
+                        response = await self._client.post("/chat/completions", content=content, cast_to=httpx2.Response,
+                                                           options={"timeout": timeout})
+                        reply = _read_reply(response.content)
+                    except openai.APIStatusError as exc:
+                        failure = self._status_failure(exc, body, epoch)
+                    except openai.APIConnectionError as exc:  # APITimeoutError included
+                        reason = connection_reason(exc)
+                        if reason == "timed out":
+                            # A queue at the server is overload as much as a 429 is: fewer in flight.
+                            self._limit.overloaded(epoch)
+                            self.stats.concurrency, self.stats.concurrency_cuts = self._limit.limit, self._limit.cuts
+                            self.stats.timeouts += 1
+                            failure = ("timeout", f"no reply within {timeout:.0f}s", None)
+                        else:
+                            failure = ("connection", reason, None)
+                    except BadReply as bad:
+                        failure = (bad.reason, bad.detail, None)
                     else:
-                        failure = ("connection", reason, None)
-                except BadReply as bad:
-                    failure = (bad.reason, bad.detail, None)
-                else:
-                    failure = None
-                    result = self._succeeded(reply, body, estimate)
-            finally:
-                self._limit.release()
+                        failure = None
+                        result = self._succeeded(reply, body, estimate)
+                finally:
+                    self._limit.release()
             if failure is None:
                 return result
             if failure is _REFIT:
                 continue
             kind, detail, wait = failure
             failures += 1
+            timed_out = timed_out or kind == "timeout"
             first_failure = first_failure or time.monotonic()
+            if self._limit.stalled >= cfg.circuit_breaker:
+                raise self._broken(kind, detail)
             # A 429 while other requests get through is the server pacing the run, not this request
             # failing: it does not use up the request's retries. Everything else does.
             if not (kind == "rate_limited" and self._last_success > since):
@@ -305,6 +355,15 @@ class Teacher:
             else:  # honour Retry-After; the jitter keeps the requests it paused from returning all at once
                 wait += random.uniform(0.0, 0.1 * wait)
             await asyncio.sleep(wait)
+
+    def _broken(self, kind: str, detail: str) -> TextbookError:
+        """The circuit breaker: overload went on at concurrency 1, round after round, with nothing answered."""
+        rounds = self._limit.stalled
+        return TextbookError(
+            f"the teacher at {self.url} answered nothing in {rounds} rounds at concurrency 1 ({kind}: {detail}): it is "
+            "overloaded or rate-limited; rerun later to resume (replies so far are cached), or lower "
+            "requests_per_minute / raise timeout_s in [teacher]"
+        )
 
     def _succeeded(self, reply: tuple, body: dict[str, Any], estimate: int):
         text, finish, prompt_tokens, completion_tokens, model = reply
@@ -332,7 +391,7 @@ class Teacher:
             if (exhausted := quota_error(exc.body, where)) is not None:
                 raise exhausted
             self.stats.rate_limited += 1
-            self._limit.rate_limited(epoch, wait)
+            self._limit.overloaded(epoch, wait)
             self.stats.concurrency, self.stats.concurrency_cuts = self._limit.limit, self._limit.cuts
             return ("rate_limited", f"429: {said}", wait)
         if status >= 500 or status in (408, 409):
@@ -370,6 +429,17 @@ class Teacher:
             return TeacherRejected(kind, None, detail=f"{detail} ({attempts})")
         return TextbookError(f"the teacher at {where} failed {attempts} in a row ({kind}: {detail}): is it still up? "
                              "rerun to resume; replies so far are cached")
+
+
+def _reask(first: dict[str, Any], last: dict[str, Any], reason: str | None, attempt: int) -> dict[str, Any]:
+    """The parameters of re-ask `attempt`: never the same request again. Another seed, a temperature at
+    which sampling can differ, and after `length` twice the room (up to MAX_TOKENS_GROWTH times the first)."""
+    params = dict(last)
+    params["seed"] = (first.get("seed") or 0) + attempt * 1_000_003
+    params["temperature"] = max(first["temperature"], RETRY_TEMPERATURE)
+    if reason == "length":
+        params["max_tokens"] = min(2 * last["max_tokens"], MAX_TOKENS_GROWTH * first["max_tokens"])
+    return params
 
 
 def _read_reply(content: bytes) -> tuple[str, str, int, int, str | None]:

@@ -24,7 +24,8 @@ class TeacherConfig:
     output_retries: int = 2  # re-asks after a bad reply (length, content_filter, invalid JSON): each one is paid
     retry_base_s: float = 0.5  # backoff: a random wait in [0, min(retry_max_s, retry_base_s * 2**attempt)]
     retry_max_s: float = 60.0
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # per request; raised for a measured-slow local server (see Teacher.check)
+    circuit_breaker: int = 5  # overload rounds at concurrency 1 with no reply in between before the run stops
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 2048

@@ -54,11 +54,13 @@ class TokenBucket:
 class AdaptiveConcurrency:
     """At most `limit` requests in flight; AIMD like TCP congestion control.
 
-    A rate limit (429) halves the limit, once per window: 429s from requests sent before the last
-    cut are the same congestion event, so 64 simultaneous 429s cut once, not 64 times. After
-    `limit` successes in a row (a window without 429) the limit grows by one, back up to `maximum`.
+    Overload halves the limit, once per window: a 429, and also a request that timed out, since a
+    local server (llama.cpp, vLLM, Ollama) shows overload as a queue, not as 429s. Failures of
+    requests sent before the last cut are the same congestion event, so 64 simultaneous 429s cut
+    once, not 64 times. After `limit` successes in a row the limit grows by one, back up to `maximum`.
     A Retry-After pauses every new send until it has passed, so the run waits as told instead of
-    sending its other requests into the same wall.
+    sending its other requests into the same wall. `stalled` counts the cuts that found the limit
+    already at its minimum since the last success: the circuit breaker's input.
     """
 
     def __init__(self, maximum: int, minimum: int = 1):
@@ -69,6 +71,7 @@ class AdaptiveConcurrency:
         self.epoch = 0  # bumped at every cut
         self.cuts = 0
         self._streak = 0
+        self.stalled = 0
         self._paused_until = 0.0
         self._waiters: deque[asyncio.Future] = deque()
 
@@ -103,17 +106,20 @@ class AdaptiveConcurrency:
                 waiter.set_result(None)
 
     def succeeded(self) -> None:
+        self.stalled = 0
         self._streak += 1
         if self._streak >= self.limit and self.limit < self.maximum:
             self.limit += 1
             self._streak = 0
             self._wake()
 
-    def rate_limited(self, epoch: int, retry_after: float | None = None) -> None:
+    def overloaded(self, epoch: int, retry_after: float | None = None) -> None:
+        """A 429 or a timeout of a request sent in `epoch`."""
         self._streak = 0
         if retry_after:
             self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
         if epoch == self.epoch:
+            self.stalled += self.limit == self.minimum
             self.limit = max(self.minimum, self.limit // 2)
             self.epoch += 1
             self.cuts += 1

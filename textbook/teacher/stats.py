@@ -16,6 +16,7 @@ class TeacherStats:
     cache_hits: int = 0  # completions answered from the cache (nothing sent, nothing paid)
     retries: int = 0  # requests sent again: transport failures and bad replies
     rate_limited: int = 0  # 429s received
+    timeouts: int = 0  # requests abandoned after the timeout (the server may have worked on them)
     rejected: int = 0  # completions that ended in TeacherRejected
     completed: int = 0  # completions returned (cache hits included)
     prompt_tokens: int = 0  # paid in this run, retries included
@@ -23,7 +24,7 @@ class TeacherStats:
     cost_usd: float = 0.0  # 0 when the model is unpriced (see `priced`)
     priced: bool = True
     concurrency: int = 0  # the adaptive limit now
-    concurrency_cuts: int = 0  # times a 429 halved it
+    concurrency_cuts: int = 0  # times overload (a 429, a timeout) halved it
 
     def as_dict(self) -> dict:
         out = asdict(self)
