@@ -118,6 +118,16 @@ def test_topics_file_validation(tmp_path):
         load_topics(tmp_path / "missing.json")
 
 
+def test_parse_subtopics_refuses_echoed_examples_and_other_branches_titles():
+    prompt = 'List 8 distinct subtopics of "Loops". Reply with JSON only, in this form: {"subtopics": ["first title", "second title"]}'
+    with pytest.raises(ValueError, match="2 echo the prompt's example"):  # SmolLM2-135M's reply, seen on llama.cpp
+        parse_subtopics({"subtopics": ["first title", "second title"]}, "Loops", 8, prompt=prompt)
+    with pytest.raises(ValueError, match="2 repeat other branches' titles"):
+        parse_subtopics({"subtopics": ["For loops", "while loops"]}, "Iteration", 8, taken={"for loops", "while loops"})
+    assert parse_subtopics({"subtopics": ["For loops", "Ranges", "Else on loops"]}, "Iteration", 8,
+                           prompt=prompt, taken={"for loops"}) == ["Ranges", "Else on loops"]
+
+
 def test_parse_subtopics_cleans_and_rejects():
     assert parse_subtopics({"subtopics": ["1. Loops", "- Loops", "Python", "  Sets  and   maps "]}, "Python", 8) == ["Loops", "Sets and maps"]
     assert parse_subtopics({"subtopics": [f"t{i}" for i in range(20)]}, "P", 4) == ["t0", "t1", "t2", "t3"]

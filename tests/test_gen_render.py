@@ -84,6 +84,9 @@ def test_textbook_parse_strips_boilerplate_and_fences():
         ("## Tiny\n\nToo short.\n\n```python\nprint(1)\n```", "parse_too_short"),
         ("## No code\n\n" + "Words about closures without any example at all. " * 10, "parse_no_code"),
         ("## Broken\n\n" + "Prose. " * 60 + "\n\n```python\ndef f(:\n    pass\n```", "parse_code_syntax"),
+        # kept by a real small model before these checks: code and print calls, no lesson
+        ("## Printing\n\n```python\n" + "print('hello world')\n" * 30 + "```", "parse_no_prose"),
+        ("Closures keep the variables of the function that made them. " * 8 + "\n\n```python\nprint(1)\n```", "parse_no_heading"),
     ],
 )
 def test_textbook_parse_rejects_with_a_reason(reply, reason):

@@ -128,3 +128,18 @@ def test_a_teacher_that_gives_too_little_is_topped_up_from_templates_with_a_warn
     assert "wrote 60 settings samples" in out and "teacher rows 12" in out
     assert ("  warning: the teacher gave 12 of 30 planned paraphrases (paraphrase_failed_invalid_json 12); "
             "templates filled the rest") in out.splitlines()
+
+
+def test_reply_schemas_carry_the_bounds_the_validators_enforce_and_echoes_are_not_rewrites():
+    from textbook.settings import judge, paraphrase
+
+    para = paraphrase.schema(["casual", "question"])["properties"]["paraphrases"]
+    assert para["maxItems"] == 2 and para["items"]["properties"]["style"]["enum"] == ["casual", "question"]
+    assert para["items"]["properties"]["text"]["maxLength"] == paraphrase.MAX_CHARS
+    verdict = judge.schema(3, ["display.brightness", "display.night_light"])["properties"]["answers"]
+    assert verdict["maxItems"] == 3 and verdict["items"]["properties"]["i"]["maximum"] == 2
+    assert verdict["items"]["properties"]["id"]["enum"] == ["display.brightness", "display.night_light", "none"]
+    prompt = 'The request: "turn up the brightness"\nAnswer with JSON only: {"paraphrases": [{"style": "<style>", "text": "<the rewrite>"}]}'
+    reply = {"paraphrases": [{"style": "casual", "text": "<the rewrite>"}, {"style": "question", "text": "Turn up the brightness"},
+                             {"style": "casual", "text": "screen is way too dim"}]}
+    assert paraphrase.parse(reply, ["casual", "question"], prompt) == [("casual", "screen is way too dim")]

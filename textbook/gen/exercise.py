@@ -17,9 +17,11 @@ from textbook.gen.request import ParseError, Rendered, rendered
 from textbook.prompts import Prompts
 
 TEMPLATE = "exercise"
+CODE_CHARS = 8000  # per field: a short exercise; the bound also stops a grammar-constrained model looping in a string
+_CODE_FIELD = {"type": "string", "minLength": 1, "maxLength": CODE_CHARS}
 SCHEMA = {
     "type": "object",
-    "properties": {"prompt": {"type": "string"}, "solution": {"type": "string"}, "tests": {"type": "string"}},
+    "properties": {"prompt": _CODE_FIELD, "solution": _CODE_FIELD, "tests": _CODE_FIELD},
     "required": ["prompt", "solution", "tests"],
     "additionalProperties": False,
 }

@@ -12,6 +12,8 @@ from textbook.prompts import Prompts
 
 TEMPLATE = "textbook"
 MIN_CHARS = 300  # below this a "section" is a stub, not a lesson
+MIN_PROSE_WORDS = 40  # outside code: a lesson explains; a page of print calls is not one
+_HEADING = re.compile(r"^#{1,6} \S", re.MULTILINE)
 _WRAPPED = re.compile(r"^```(?:markdown|md)[ \t]*\n(.*?)\n?```$", re.DOTALL | re.IGNORECASE)
 _CODE = re.compile(r"```(\w*)[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -29,6 +31,11 @@ def parse(text: str) -> str:
     text = strip_boilerplate(text)
     if len(text) < MIN_CHARS:
         raise ParseError("parse_too_short", f"{len(text)} characters after stripping boilerplate (< {MIN_CHARS})")
+    if not _HEADING.search(text):
+        raise ParseError("parse_no_heading", 'no Markdown heading: a section starts with "## " and its subject')
+    prose = len(_CODE.sub(" ", text).split())
+    if prose < MIN_PROSE_WORDS:
+        raise ParseError("parse_no_prose", f"{prose} words outside code blocks (< {MIN_PROSE_WORDS}): a section explains in prose")
     blocks = [(lang.lower(), body) for lang, body in _CODE.findall(text)]
     python = [body for lang, body in blocks if lang in ("python", "py", "python3", "")]
     if not python:

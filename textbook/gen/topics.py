@@ -23,12 +23,19 @@ log = logging.getLogger(__name__)
 _NUMBERING = re.compile(r"^(?:\d+[.)]|[-*\u2022])\s+")
 
 TEMPLATE = "topics"
-SCHEMA = {
-    "type": "object",
-    "properties": {"subtopics": {"type": "array", "items": {"type": "string"}}},
-    "required": ["subtopics"],
-    "additionalProperties": False,
-}
+TITLE_CHARS = 120  # "a short title of 2 to 8 words"
+
+
+def schema(breadth: int) -> dict[str, Any]:
+    """The reply's JSON schema, with the bounds parse_subtopics enforces: a server that constrains its
+    output with it (llama.cpp, vLLM) cannot loop inside the array until max_tokens."""
+    return {
+        "type": "object",
+        "properties": {"subtopics": {"type": "array", "minItems": min(2, breadth), "maxItems": breadth,
+                                     "items": {"type": "string", "minLength": 1, "maxLength": TITLE_CHARS}}},
+        "required": ["subtopics"],
+        "additionalProperties": False,
+    }
 
 
 def leaves(tree: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -89,21 +96,34 @@ def bundled_topics(topic: str, prompts_dir: str | Path | None = None) -> dict[st
     return None
 
 
-def parse_subtopics(value: Any, parent: str, breadth: int) -> list[str]:
-    """Validate the teacher's reply (raises ValueError so the teacher retries): distinct, non-empty titles."""
+def parse_subtopics(value: Any, parent: str, breadth: int, *, prompt: str = "", taken: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Validate the teacher's reply (raises ValueError so the teacher retries): distinct, non-empty titles,
+    none of them an example the prompt quotes ("first title": a small model echoes the format back) and
+    none a title another branch of the tree already has (`taken`, lowercased)."""
     if not isinstance(value, dict) or not isinstance(value.get("subtopics"), list):
         raise ValueError('expected {"subtopics": [...]}')
     seen: set[str] = {parent.strip().lower()}
+    quoted = prompt.lower()
     titles: list[str] = []
+    echoed = repeated = 0
     for item in value["subtopics"]:
         if not isinstance(item, str):
             raise ValueError("subtopics must be strings")
         title = _NUMBERING.sub("", " ".join(item.split())).strip()  # tolerate "1. Foo" / "- Foo"
-        if title and title.lower() not in seen:
-            seen.add(title.lower())
+        key = title.lower()
+        if not title or key in seen or len(title) > TITLE_CHARS:
+            continue
+        if f'"{key}"' in quoted:
+            echoed += 1
+        elif key in taken:
+            repeated += 1
+        else:
+            seen.add(key)
             titles.append(title)
     if len(titles) < min(2, breadth):
-        raise ValueError(f"only {len(titles)} distinct subtopic(s) of {parent!r}")
+        why = f"; {echoed} echo the prompt's example" if echoed else ""
+        why += f"; {repeated} repeat other branches' titles" if repeated else ""
+        raise ValueError(f"only {len(titles)} distinct subtopic(s) of {parent!r}{why}")
     return titles[:breadth]
 
 
@@ -118,21 +138,28 @@ async def expand_topics(teacher: Any, prompts: Prompts, topic: str, *, depth: in
     root: dict[str, Any] = {"topic": topic, "subtopics": []}
     frontier: list[tuple[dict[str, Any], tuple[str, ...]]] = [(root, (topic,))]
 
+    taken: set[str] = {topic.strip().lower()}  # every title in the tree so far: a branch repeating another's is a bad reply
+
     async def expand(node: dict[str, Any], path: tuple[str, ...]) -> None:
         prompt = template.render(path=list(path), breadth=breadth)
+
+        def check(value: Any) -> list[str]:
+            return parse_subtopics(value, path[-1], breadth, prompt=prompt, taken=taken)
+
         try:
-            reply = await teacher.complete(
-                [{"role": "user", "content": prompt}],
-                template_sha=template.sha256,
-                json_schema=SCHEMA,
-                validate=lambda value: parse_subtopics(value, path[-1], breadth),
-            )
+            reply = await teacher.complete([{"role": "user", "content": prompt}], template_sha=template.sha256,
+                                           json_schema=schema(breadth), validate=check)
         except TeacherRejected as exc:
             log.warning("could not expand topic %s (%s): kept as a leaf", " > ".join(path), exc.reason)
             return
-        node["subtopics"] = [{"topic": t, "subtopics": []} for t in parse_subtopics(reply.parsed, path[-1], breadth)]
+        titles = check(reply.parsed)  # no await since the validator ran: `taken` is as it saw it
+        taken.update(t.lower() for t in titles)
+        node["subtopics"] = [{"topic": t, "subtopics": []} for t in titles]
 
     for _ in range(depth):
         await asyncio.gather(*(expand(node, path) for node, path in frontier))
         frontier = [(child, (*path, child["topic"])) for node, path in frontier for child in node["subtopics"]]
+    if depth and not root["subtopics"]:  # every planned item would be about the bare topic: not a plan
+        raise TextbookError(f"the teacher could not split {topic!r} into subtopics (its replies failed the checks "
+                            "above): use a stronger --model, or pass --topics FILE (a topics.json you write)")
     return root

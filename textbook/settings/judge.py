@@ -10,22 +10,28 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from textbook.contract import ACTIONS
 from textbook.prompts import Prompts
 from textbook.settings.catalogue import Catalogue, Setting
 from textbook.settings.paraphrase import describe_values
 
 TEMPLATE = "settings_judge"
 SHORTLIST = 8
-SCHEMA = {
-    "type": "object",
-    "properties": {"answers": {"type": "array", "items": {
+def schema(count: int, ids: list[str]) -> dict[str, Any]:
+    """The verdict's JSON schema with the bounds `parse` enforces: one answer per request, an index in range,
+    a candidate's id or none, a known action. A grammar-constrained server can write nothing else."""
+    return {
         "type": "object",
-        "properties": {"i": {"type": "integer"}, "id": {"type": "string"}, "action": {"type": "string"},
-                       "value": {"type": ["number", "string", "null"]}},
-        "required": ["i", "id", "action", "value"], "additionalProperties": False}}},
-    "required": ["answers"],
-    "additionalProperties": False,
-}
+        "properties": {"answers": {"type": "array", "minItems": 1, "maxItems": count, "items": {
+            "type": "object",
+            "properties": {"i": {"type": "integer", "minimum": 0, "maximum": count - 1},
+                           "id": {"type": "string", "enum": [*ids, "none"]},
+                           "action": {"type": "string", "enum": list(ACTIONS)},
+                           "value": {"type": ["number", "string", "null"]}},
+            "required": ["i", "id", "action", "value"], "additionalProperties": False}}},
+        "required": ["answers"],
+        "additionalProperties": False,
+    }
 
 
 def shortlist(catalogue: Catalogue, index: int, confusable: set[int], rng: random.Random) -> list[Setting]:

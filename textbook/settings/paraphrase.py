@@ -23,15 +23,22 @@ STYLE_HELP = {
     "casual": "casual and short, the way people text",
     "verbose": "a longer request with some context about why",
 }
-SCHEMA = {
-    "type": "object",
-    "properties": {"paraphrases": {"type": "array", "items": {
+MAX_CHARS = 200  # "at most 20 words each"
+
+
+def schema(styles: list[str]) -> dict[str, Any]:
+    """The reply's JSON schema with the bounds `parse` enforces (one rewrite per style asked, short texts):
+    a grammar-constrained server cannot loop inside the array until max_tokens."""
+    return {
         "type": "object",
-        "properties": {"style": {"type": "string"}, "text": {"type": "string"}},
-        "required": ["style", "text"], "additionalProperties": False}}},
-    "required": ["paraphrases"],
-    "additionalProperties": False,
-}
+        "properties": {"paraphrases": {"type": "array", "minItems": 1, "maxItems": len(styles), "items": {
+            "type": "object",
+            "properties": {"style": {"type": "string", "enum": sorted(set(styles))},
+                           "text": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS}},
+            "required": ["style", "text"], "additionalProperties": False}}},
+        "required": ["paraphrases"],
+        "additionalProperties": False,
+    }
 
 
 def value_words(s: Setting | None, value: Any) -> str:
@@ -87,18 +94,20 @@ def render(prompts: Prompts, s: Setting, *, seed: str, action: str, value: Any, 
     return [{"role": "user", "content": text}]
 
 
-def parse(obj: Any, styles: list[str]) -> list[tuple[str, str]]:
-    """(style, text) pairs from the teacher's JSON; ValueError when it is not usable (retried)."""
+def parse(obj: Any, styles: list[str], prompt: str = "") -> list[tuple[str, str]]:
+    """(style, text) pairs from the teacher's JSON; ValueError when it is not usable (retried). A text
+    the prompt quotes is not a rewrite: the request itself, or the format's "<the rewrite>" echoed back."""
     if not isinstance(obj, dict) or not isinstance(obj.get("paraphrases"), list):
         raise ValueError('expected {"paraphrases": [...]}')
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
+    quoted = prompt.lower()
     for item in obj["paraphrases"]:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             continue
         text = " ".join(item["text"].strip().strip('"').split())
         style = item.get("style") if item.get("style") in STYLES else "command"
-        if not text or len(text) > 200 or text.lower() in seen:
+        if not text or len(text) > MAX_CHARS or text.lower() in seen or f'"{text.lower()}"' in quoted:
             continue
         seen.add(text.lower())
         out.append((style, text))
