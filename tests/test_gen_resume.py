@@ -19,6 +19,16 @@ CONCURRENCY = 8
 TREE = {"topic": "Python", "subtopics": [{"topic": t} for t in ("Loops", "Sets", "Closures", "Decorators", "Generators")]}
 
 
+def ledger(out: Path) -> dict:
+    from textbook.teacher.ledger import Ledger
+
+    book = Ledger(out / "teacher-ledger.sqlite")
+    try:
+        return book.totals()["total"]
+    finally:
+        book.close()
+
+
 def cached_replies(out: Path) -> int:
     with sqlite3.connect(out / "teacher-cache.sqlite") as db:
         return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -49,11 +59,19 @@ def test_kill_9_mid_run_then_rerun_completes_exactly(tmp_path, fake_teacher):
     cached = cached_replies(out)
     assert 0 < durable <= cached < N
     assert served_first - cached <= CONCURRENCY  # only replies in flight at the kill were lost
+    # the usage ledger: every paid reply is on it before it is in the cache (so it is never missed)
+    first_ledger = ledger(out)
+    assert 0 <= first_ledger["succeeded"] - cached <= 1 and 0 <= served_first - first_ledger["sent"] <= CONCURRENCY
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert server.served - served_first == N - cached  # every cached reply reused, every other asked once
     assert f"of {N:,} planned" in second.stdout and f"{N - cached:,} requests sent, {cached - durable:,} cache hits" in second.stdout
+    # the resumed run added its own requests to the ledger and counted none of the first run's twice
+    total = ledger(out)
+    assert total["sent"] == first_ledger["sent"] + (server.served - served_first), total
+    assert total["from_cache"] == cached - durable and total["failed"] == 0
+    assert f"teacher, all runs into this output: {total['sent']:,} requests sent" in second.stdout
 
     ids = read_table(out / "textbook", ["plan_id"])["plan_id"].to_pylist()
     ids += read_table(out / "textbook-rejects", ["plan_id"])["plan_id"].to_pylist()

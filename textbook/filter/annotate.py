@@ -28,6 +28,7 @@ from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, schema_for
 from textbook.teacher.cache import CACHE_FILE
+from textbook.teacher.ledger import LEDGER_FILE, describe
 from textbook.teacher.client import Teacher, TeacherRejected
 from textbook.teacher.config import TeacherConfig
 from textbook.teacher.failures import nothing_usable
@@ -106,20 +107,21 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
         messages = [{"role": "user", "content": template.render(text=shown, begin=BEGIN, end=END)}]
         try:
             c = await teacher.complete(messages, template_sha=template.sha256, validate=parse_score,
-                                       temperature=0.0, max_tokens=REPLY_TOKENS)
+                                       temperature=0.0, max_tokens=REPLY_TOKENS, stage="annotate")
             return Annotation(doc_id, text, parse_score(c.text), config.prompt, template.sha256, c.model, c.text, None)
         except TeacherRejected as exc:
             return Annotation(doc_id, text, None, config.prompt, template.sha256, teacher_cfg.model or "",
                               exc.raw or "", exc.reason)
 
-    async with Teacher(teacher_cfg, cache_path=cache_path, progress_desc="annotate") as teacher:
+    ledger = cache_path.with_name(f".{LEDGER_FILE}")  # hidden beside the cache: both sit among the shards
+    async with Teacher(teacher_cfg, cache_path=cache_path, ledger_path=ledger, progress_desc="annotate") as teacher:
         await teacher.check()
         step = 64
         for lo in range(0, len(docs), step):  # checkpoint every `step` documents
             for row in await teacher.map(docs[lo : lo + step], one):
                 writer.write(row)
             writer.checkpoint(state={"done": writer.rows})
-        return teacher.stats.as_dict()
+        return {**teacher.stats.as_dict(), "ledger": teacher.ledger.totals()}
 
 
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
@@ -142,7 +144,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     else:
         lines.append("  teacher: nothing asked (every sampled document was already scored; delete the directory to redo it)")
     lines.append(f"labels: {result['out']}  (next: textbook filter train {result['out']} --out MODEL_DIR)")
-    return lines
+    return lines + describe(t.get("ledger") or {})
 
 
 def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher: TeacherConfig,

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from textbook.report import Report
 from textbook.shards import read_table
+from textbook.teacher.ledger import describe
 from textbook.teacher.pricing import price_for
 
 
@@ -27,6 +28,7 @@ class GenSummary(Report):
     seconds: float
     this_run: dict  # the teacher's counters for this process only (requests sent, cache hits, paid cost)
     paths: dict[str, str] = field(default_factory=dict)
+    ledger: dict = field(default_factory=dict)  # textbook.teacher.ledger totals: every run into this output
     notes: list[str] = field(default_factory=list)
 
     def totals(self) -> dict:
@@ -34,7 +36,7 @@ class GenSummary(Report):
         return {
             "planned": self.planned, "rows": self.rows, "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected), "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd,
+            "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd, "ledger": self.ledger,
         }
 
     def facts(self) -> dict:
@@ -49,7 +51,8 @@ class GenSummary(Report):
         ]
         for reason, count in sorted(self.rejected.items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected {reason}: {count:,}")
-        lines.append(f"  tokens in the whole output: {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion ({cost})")
+        lines.append(f"  tokens of the rows and rejects written: {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion ({cost})")
+        lines += describe(self.ledger)
         if run:
             paid = f", ${run['cost_usd']:,.4f} paid" if run.get("priced") else ""
             lines.append(

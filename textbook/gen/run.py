@@ -33,6 +33,7 @@ from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topi
 from textbook.prompts import Prompts
 from textbook.rundir import RunDir
 from textbook.teacher.cache import CACHE_FILE
+from textbook.teacher.ledger import LEDGER_FILE
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable
 
@@ -171,7 +172,7 @@ class _Run:
             kwargs["json_schema"] = exercise.SCHEMA
             kwargs["validate"] = lambda value: exercise.parse(value, item.function_name)
         try:
-            reply = await self.teacher.complete(request.messages, **kwargs)
+            reply = await self.teacher.complete(request.messages, stage=self.gen.kind, **kwargs)
         except TeacherRejected as exc:
             # parse_* reasons are our own validator's (the teacher kept failing it); others are the teacher's
             reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
@@ -229,7 +230,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     start = time.perf_counter()
     cache_path = out / CACHE_FILE if teacher_cfg.cache else None
     # The teacher's own bar stays off: the run's bar counts rows and shows the teacher's counters.
-    async with Teacher(teacher_cfg, cache_path=cache_path, progress=False) as teacher:
+    async with Teacher(teacher_cfg, cache_path=cache_path, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
         await teacher.check()
         tree, _ = _known_topics(gen, out, topics_file)
         if tree is None:
@@ -248,6 +249,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         with _frozen_heap():
             await run.run(todo)
         this_run = teacher.stats.as_dict()
+        ledger = teacher.ledger.totals()
     sink = run.sink
     rows, rejected, prompt_tokens, completion_tokens, cost = count_output(
         sink.kept_dir, sink.rejects_dir, teacher_cfg.model, teacher_cfg.price_file
@@ -255,6 +257,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     summary = GenSummary(
         gen.kind, gen.n, rows, rejected, prompt_tokens, completion_tokens, cost, time.perf_counter() - start, this_run,
         paths={"rows": str(sink.kept_dir), "rejects": str(sink.rejects_dir), "topics": str(out / TOPICS_FILE)},
+        ledger=ledger, notes=list(teacher.notes),
     )
     if gen.kind == "exercises":
         summary.notes.append(f"sandbox: {sandbox.isolation()}")

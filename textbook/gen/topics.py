@@ -148,7 +148,7 @@ async def expand_topics(teacher: Any, prompts: Prompts, topic: str, *, depth: in
 
         try:
             reply = await teacher.complete([{"role": "user", "content": prompt}], template_sha=template.sha256,
-                                           json_schema=schema(breadth), validate=check)
+                                           json_schema=schema(breadth), validate=check, stage="topics")
         except TeacherRejected as exc:
             log.warning("could not expand topic %s (%s): kept as a leaf", " > ".join(path), exc.reason)
             return

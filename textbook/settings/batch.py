@@ -35,7 +35,7 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
         messages = paraphrase.render(prompts, s, seed=seed.text, action=seed.action, value=seed.value, styles=styles)
         prompt = messages[-1]["content"]
         reply = await teacher.complete(messages, template_sha=para_sha, json_schema=paraphrase.schema(styles),
-                                       validate=lambda obj: paraphrase.parse(obj, styles, prompt))
+                                       validate=lambda obj: paraphrase.parse(obj, styles, prompt), stage="paraphrase")
         pairs = paraphrase.parse(reply.parsed, styles, prompt)
         if not cfg.judge:
             return pairs, [(None, None)] * len(pairs)
@@ -43,7 +43,7 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
         try:
             verdict = await teacher.complete(judge.render(prompts, candidates, [t for _, t in pairs]),
                                              template_sha=judge_sha, json_schema=judge.schema(len(pairs), [c.id for c in candidates]),
-                                             temperature=0.0,
+                                             temperature=0.0, stage="judge",
                                              validate=lambda obj: judge.parse(obj, len(pairs)))
         except TeacherRejected as exc:  # no verdict, no label check: these paraphrases cannot be trusted
             return pairs, [(f"judge_failed_{exc.reason}", None)] * len(pairs)

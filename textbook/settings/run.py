@@ -37,6 +37,7 @@ from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, read_manifest, schema_for
 from textbook.teacher.cache import CACHE_FILE
+from textbook.teacher.ledger import LEDGER_FILE, describe
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable, top_reasons
 from textbook.workers import worker_pool
@@ -58,6 +59,7 @@ class SettingsSummary(Report):
     resumed_from: int
     already_complete: bool = False
     warnings: list[str] = field(default_factory=list)
+    ledger: dict[str, Any] = field(default_factory=dict)  # the teacher's usage over every run into OUT
 
     def facts(self) -> dict[str, Any]:
         return {**self.totals, "out": str(self.out), "seconds": round(self.seconds, 3), "resumed_from": self.resumed_from,
@@ -80,6 +82,7 @@ class SettingsSummary(Report):
             f"{t['settings_covered']} settings covered; teacher rows {t['teacher_rows']:,}",
             f"  noise rate {t['noise_rate']:.1%}; relabelled {t['relabelled']:,}; removed {t['removed']:,} "
             f"(see {self.out / REMOVED}); duplicates capped {t['duplicates_capped']:,}; judge drop rate {t['judge_drop_rate']:.1%}",
+            *describe(self.ledger),
             f"  report: {self.out / 'settings-report.md'}",
         ]
 
@@ -223,7 +226,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     writer = ShardWriter(samples_dir, schema_for(SettingsSample), fmt=cfg.format, max_rows=SHARD_ROWS, meta=meta)
     removed = ShardWriter(removed_dir, schema_for(RemovedSample), fmt=cfg.format, max_rows=SHARD_ROWS, meta=meta)
     st = writer.state or {"phase": "teacher" if teacher_cfg else "template", "batch": 0, "chunk": 0, "rows": 0,
-                          "removed_rows": 0, "sketch": None, "tally": {}, "teacher_stats": {}}
+                          "removed_rows": 0, "sketch": None, "tally": {}, "ledger": {}}
     tally = Tally(st["tally"])
     if st["phase"] == "done":  # a larger --n extends a finished run
         more_teacher = teacher_cfg is not None and tally.source.get("teacher", 0) < round(cfg.n * cfg.teacher_share)
@@ -274,7 +277,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
         bar.close()
         raise
     bar.close()
-    report_meta = {"config": public_dict(cfg), "catalogue": meta["catalogue"], "teacher": st.get("teacher_stats", {})}
+    report_meta = {"config": public_dict(cfg), "catalogue": meta["catalogue"], "teacher": st.get("ledger") or {}}
     write_report(out, tally, report_meta)
     checkpoint("done", st["batch"], k)  # kept so a larger --n can extend this run
     totals = tally.summary()
@@ -282,7 +285,8 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     writer.close(totals=totals)
     rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
-    return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings)
+    return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings,
+                           ledger=st.get("ledger") or {})
 
 
 async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar) -> None:
@@ -291,9 +295,9 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
 
     cfg, tally = ctx.cfg, sink.tally
     goal = round(cfg.n * cfg.teacher_share)
-    b, empty, saved = st["batch"], 0, time.monotonic()
+    b, saved = st["batch"], time.monotonic()
     first, capped = b, tally.capped
-    async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, progress=False) as teacher:
+    async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
         await teacher.check()
         while tally.source.get("teacher", 0) < goal:
             before = tally.rows
@@ -301,9 +305,10 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
             sink.take(chunk, goal - tally.source.get("teacher", 0))
             b += 1
             bar.update(tally.rows - before)
-            st["teacher_stats"] = teacher.stats.as_dict()
-            empty = empty + 1 if tally.rows == before else 0
-            if empty >= 3:  # the teacher stopped giving anything usable
+            st["ledger"] = teacher.ledger.totals()  # every run into OUT, not this process's
+            # kept in the checkpoint state, so a resume does not restart the count
+            st["teacher_empty"] = st.get("teacher_empty", 0) + 1 if tally.rows == before else 0
+            if st["teacher_empty"] >= 3:  # the teacher stopped giving anything usable
                 break
             # Each checkpoint rewrites the shard being filled; replies are cached, so redoing a few batches
             # after a kill costs nothing but time.

@@ -28,6 +28,7 @@ from textbook.errors import ConfigError, TextbookError
 from textbook.teacher.cache import ResponseCache, cache_key
 from textbook.teacher.check import MODEL_FLAGS, ServerInfo, auth_error, check_endpoint, public_url, quota_error
 from textbook.teacher.config import TeacherConfig, require_teacher
+from textbook.teacher.ledger import CACHE, OK, REJECTED, Ledger
 from textbook.teacher.failures import connection_reason, error_field, one_line, retry_after, server_message
 from textbook.teacher.limits import AdaptiveConcurrency, TokenBucket, backoff, estimate_tokens
 from textbook.teacher.pricing import price_for
@@ -85,13 +86,15 @@ class TeacherRejected(Exception):
 class Teacher:
     """`async with Teacher(config, cache_path=...) as teacher:` then `check()`, `complete(...)`, `map(...)`."""
 
-    def __init__(self, config: TeacherConfig, *, cache_path: Path | None, progress_desc: str = "teacher",
-                 progress: bool | None = None):
+    def __init__(self, config: TeacherConfig, *, cache_path: Path | None, ledger_path: Path | None = None,
+                 progress_desc: str = "teacher", progress: bool | None = None):
         self.config = require_teacher(config)
         price = price_for(config.model, config.price_file)
         self._price = price or (0.0, 0.0)
         self.stats = TeacherStats(priced=price is not None, concurrency=config.concurrency)
         self._cache_path = Path(cache_path) if cache_path is not None and config.cache else None
+        self._ledger_path = Path(ledger_path) if ledger_path is not None else None
+        self.ledger: Ledger | None = None
         self._progress_desc, self._progress_enabled = progress_desc, progress
         self._limit = AdaptiveConcurrency(config.concurrency)
         self._timeout_s = config.timeout_s  # raised by check() for a server too slow to finish max_tokens in it
@@ -123,6 +126,7 @@ class Teacher:
             http_client=http_client(cfg.concurrency, timeout, base_url),
         )
         self._cache = ResponseCache(self._cache_path) if self._cache_path else None
+        self.ledger = Ledger(self._ledger_path) if self._ledger_path else None
         self._progress = Progress(self.stats, self._progress_desc, self._progress_enabled)
         return self
 
@@ -133,7 +137,9 @@ class Teacher:
             await self._client.close()
         if self._cache is not None:
             self._cache.close()
-        self._client = self._cache = self._progress = None
+        if self.ledger is not None:
+            self.ledger.close()
+        self._client = self._cache = self._progress = self.ledger = None
 
     @property
     def url(self) -> str:
@@ -180,6 +186,7 @@ class Teacher:
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
+        stage: str = "teacher",
     ) -> Completion:
         """One reply that passed every check. `validate` gets the parsed JSON (or the text when no schema
         is given) and raises ValueError to have the reply asked again; its return value is ignored.
@@ -187,6 +194,7 @@ class Teacher:
 
         Every reply is cached under (request, attempt number), the bad ones too: a rerun replays the
         same attempts from the cache and pays for none of them, and a fixed validator re-judges them.
+        `stage` names the work on the usage ledger (paraphrase, judge, annotate, ...).
         """
         cfg = self.config
         params: dict[str, Any] = {
@@ -213,7 +221,7 @@ class Teacher:
                 else:
                     if attempt:
                         self.stats.retries += 1
-                    text, finish, usage, model, sent = await self._send(messages, params, json_schema)
+                    text, finish, usage, model, sent = await self._send(messages, params, json_schema, stage, attempt > 0)
                     latency = time.monotonic() - started
                     if key is not None:
                         self._cache.put(key, {"text": text, "finish_reason": finish, "model": model, "params": sent,
@@ -238,10 +246,14 @@ class Teacher:
                     continue
                 self.stats.completed += 1
                 self.stats.cache_hits += hit is not None
+                if hit is not None and self.ledger is not None:
+                    self.ledger.record(stage, CACHE)
                 return Completion(text, parsed, usage, finish, hit is not None, model, sent, latency)
             raise TeacherRejected(reason, raw, detail=f"{detail} ({cfg.output_retries + 1} attempts)")
         except TeacherRejected:
             self.stats.rejected += 1
+            if self.ledger is not None:
+                self.ledger.record(stage, REJECTED)
             raise
         finally:
             self._progress.advance()
@@ -285,7 +297,7 @@ class Teacher:
                 body["messages"] = with_instructions(messages, schema)
         return body
 
-    async def _send(self, messages: list[dict], params: dict[str, Any], schema: dict | None):
+    async def _send(self, messages: list[dict], params: dict[str, Any], schema: dict | None, stage: str, reask: bool):
         """(text, finish_reason, usage, model, sampling params sent) of one answered request."""
         cfg = self.config
         tries = 0  # failures that count against max_retries
@@ -329,9 +341,11 @@ class Teacher:
                         failure = (bad.reason, bad.detail, None)
                     else:
                         failure = None
-                        result = self._succeeded(reply, body, estimate)
+                        result = self._succeeded(reply, body, estimate, stage, reask or failures > 0)
                 finally:
                     self._limit.release()
+            if failure is not None and self.ledger is not None:
+                self.ledger.record(stage, "adapted" if failure is _REFIT else failure[0], retry=reask or failures > 0)
             if failure is None:
                 return result
             if failure is _REFIT:
@@ -365,15 +379,20 @@ class Teacher:
             "requests_per_minute / raise timeout_s in [teacher]"
         )
 
-    def _succeeded(self, reply: tuple, body: dict[str, Any], estimate: int):
-        text, finish, prompt_tokens, completion_tokens, model = reply
+    def _succeeded(self, reply: tuple, body: dict[str, Any], estimate: int, stage: str, retry: bool):
+        text, finish, prompt_tokens, completion_tokens, model, reported = reply
         self._last_success = time.monotonic()
         self._limit.succeeded()
         stats = self.stats
         stats.concurrency = self._limit.limit
         stats.prompt_tokens += prompt_tokens
         stats.completion_tokens += completion_tokens
-        stats.cost_usd += (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+        estimated = (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+        stats.cost_usd += estimated if reported is None else reported
+        if self.ledger is not None:  # before the reply reaches the cache: a paid reply is never off the ledger
+            cost = reported if reported is not None else (estimated if stats.priced else None)
+            self.ledger.record(stage, OK, retry=retry, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                               cost_usd=cost, cost_reported=reported is not None)
         if self._tpm and (prompt_tokens or completion_tokens):
             self._tpm.refund(estimate - prompt_tokens - completion_tokens)
         sent = {k: v for k, v in body.items() if k not in ("model", "messages", "response_format")}
@@ -442,16 +461,17 @@ def _reask(first: dict[str, Any], last: dict[str, Any], reason: str | None, atte
     return params
 
 
-def _read_reply(content: bytes) -> tuple[str, str, int, int, str | None]:
-    """(text, finish_reason, prompt_tokens, completion_tokens, model) of a chat completion body."""
+def _read_reply(content: bytes) -> tuple[str, str, int, int, str | None, float | None]:
+    """(text, finish_reason, prompt_tokens, completion_tokens, model, cost the provider reports) of a chat completion."""
     try:
         data = json.loads(content)
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
         finish = choice.get("finish_reason") or "stop"
         usage = data.get("usage") or {}
+        cost = usage.get("cost")  # OpenRouter and LiteLLM report what the request cost
         return (text, finish, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                data.get("model"))
+                data.get("model"), float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         start = one_line(content[:120].decode("utf-8", "replace"))
         raise BadReply("malformed_response", f"not a chat completion: {start}") from None

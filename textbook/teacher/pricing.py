@@ -19,6 +19,7 @@ from pathlib import Path
 
 from textbook.errors import ConfigError
 
+PRICES_AS_OF = "2025-08"  # the table's version: summaries call a cost from it an estimate as of this date
 # model -> ($ per 1M input tokens, $ per 1M output tokens)
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-5": (1.25, 10.00),
