@@ -44,6 +44,19 @@ def test_files_as_arguments_run_the_filter(capsys, tmp_path):
     assert code == 0 and "already complete" in out
 
 
+def test_a_config_file_read_from_the_working_directory_is_named_in_the_summary(capsys, tmp_path):
+    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "text": r["text"]} for r in rows(10)]), tmp_path / "web.parquet")
+    (tmp_path / "textbook.toml").write_text("[filter]\nworkers = 1\n")  # picked up without being asked for
+    code, out, err = cli(capsys, "web.parquet", "--out", "f")
+    assert code == 0, err
+    assert out.rstrip().endswith(f"config file: {tmp_path / 'textbook.toml'}"), out
+    code, out, err = cli(capsys, "web.parquet", "--out", "g", "--config", "textbook.toml")
+    assert code == 0 and f"config file: {tmp_path / 'textbook.toml'}" in out, err
+    (tmp_path / "textbook.toml").unlink()
+    code, out, err = cli(capsys, "web.parquet", "--out", "h")
+    assert code == 0 and "config file" not in out, out
+
+
 def test_help_teaches_the_main_use_and_lists_the_subcommands(capsys):
     code, out, _ = cli(capsys, "--help")
     assert code == 0

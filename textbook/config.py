@@ -28,6 +28,14 @@ def secret(default: Any = None) -> Any:
     return dataclasses.field(default=default, metadata={"secret": True}, repr=False)
 
 
+def config_file_used(explicit: str | Path | None) -> str | None:
+    """The config file a command reads, as its summary and run.json name it: --config FILE, else
+    ./textbook.toml when present (read without being asked for: a stray one must not go unnoticed)."""
+    if explicit is not None:
+        return str(Path(explicit).resolve())
+    return str(Path(CONFIG_FILE).resolve()) if Path(CONFIG_FILE).is_file() else None
+
+
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Read an explicit config file, or ./textbook.toml when present; {} when there is none."""
     if path is None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textbook.config import strip_credentials
+from textbook.config import config_file_used, strip_credentials
 from textbook.errors import TextbookError
 
 LOCK = ".lock"
@@ -127,7 +127,7 @@ class RunDir:
                     "rerun with the original ones, use another --out, or delete it to start over"
                 )
             return bool(self.record.get("complete"))
-        self.record = {"fingerprint": new, "complete": False}
+        self.record = {"fingerprint": new, "complete": False, "command": _command(), "config_file": _config_file()}
         atomic_write_json(self.path, self.record)
         return False
 
@@ -135,7 +135,8 @@ class RunDir:
         """Mark the run complete (with any facts worth keeping beside the fingerprint)."""
         from textbook.shards import atomic_write_json
 
-        self.record.update(facts, complete=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.record.update(facts, complete=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           last_command=_command(), last_config_file=_config_file())
         atomic_write_json(self.path, self.record)
 
 
@@ -152,6 +153,17 @@ def _command() -> str:
             arg = "REDACTED"
         shown.append(strip_credentials(arg))
     return " ".join(shown)[:200]
+
+
+def _config_file() -> str | None:
+    """The config file the running command reads (its --config, else ./textbook.toml when present)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            return config_file_used(args[i + 1])
+        if arg.startswith("--config="):
+            return config_file_used(arg.split("=", 1)[1])
+    return config_file_used(None)
 
 
 def _read(fd: int) -> str:

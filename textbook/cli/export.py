@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         }
         cfg = resolve(ExportConfig, cli=cli, file=load_config_file(config).get("export", {}), section="export")
         report = export_run(run, out, cfg)
-        options.show(report)
+        options.show(report, config)
         parity = report["parity"]
         if not parity["fp32_logits"]["ok"]:
             raise TextbookError("the fp32 graphs do not match PyTorch within 1e-4: this is a bug in textbook export, please report it")

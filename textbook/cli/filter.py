@@ -91,7 +91,7 @@ def run(
     cfg = resolve_run({"preset": preset, "text_column": text_column, "id_column": id_column,
                        "classifier": str(classifier) if classifier else None, "threshold": threshold,
                        "workers": workers, "batch_size": batch_size, "format": fmt}, file)
-    options.show(run_filter(files, out, cfg, load_preset(cfg.preset)))
+    options.show(run_filter(files, out, cfg, load_preset(cfg.preset)), config)
 
 
 @filter_app.command("train")
@@ -117,7 +117,7 @@ def train(
     cli = {"text_column": text_column, "label_column": label_column, "threshold": threshold, "features": features,
            "embeddings_model": str(embeddings_model) if embeddings_model else None, "folds": folds, "C": c, "seed": seed}
     cfg = resolve(ClassifierTrainConfig, cli=cli, file=load_config_file(config).get("filter_train", {}), section="filter_train")
-    options.show(fit_model(labels, out, config=cfg))
+    options.show(fit_model(labels, out, config=cfg), config)
 
 
 @filter_app.command("annotate")
@@ -150,7 +150,7 @@ def annotate(
                                        "chars": chars, "seed": seed, "cache": False if no_cache else None},
                   file=file.get("annotate", {}), section="annotate")
     teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency}, file)
-    options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts))
+    options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts), config)
 
 
 def register(app: typer.Typer) -> None:

@@ -76,7 +76,7 @@ def gen(
     out = out or Path("runs") / gen_cfg.topic.strip().lower().replace(" ", "-")
     confirm = None if yes or not sys.stdin.isatty() else (lambda what: typer.confirm(f"Send {what}?", default=True))
     summary = generate(gen_cfg, teacher_cfg, out=out, topics_file=topics, dry=dry_run, confirm=confirm)
-    options.show(summary)
+    options.show(summary, config)
 
 
 def register(app: typer.Typer) -> None:

@@ -41,9 +41,13 @@ BASE_URL = typer.Option(
 API_KEY = typer.Option(None, "--api-key", help="API key (better: OPENAI_API_KEY). Never written anywhere.", show_default=False)
 
 
-def show(report, *, err: bool = False) -> None:
-    """Print a run's summary: every command ends with this one call (a `textbook.report.Report`)."""
-    typer.echo(str(report), err=err)
+def show(report, config: "str | None" = None, *, err: bool = False) -> None:
+    """Print a run's summary: every command ends with this one call (a `textbook.report.Report`), and
+    names the config file it read (a ./textbook.toml picked up from the working directory included)."""
+    from textbook.config import config_file_used
+
+    used = config_file_used(config)
+    typer.echo(str(report) + (f"\n  config file: {used}" if used else ""), err=err)
 
 
 def format_option(cls: type) -> typer.models.OptionInfo:

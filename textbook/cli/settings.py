@@ -74,4 +74,4 @@ def register(app: typer.Typer) -> None:
                  "cache": False if no_cache else None},
                 file,
             )
-        options.show(generate_settings(cfg, teacher))
+        options.show(generate_settings(cfg, teacher), config)

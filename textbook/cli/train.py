@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         cfg = resolve(TrainConfig, cli=cli, file=load_config_file(config).get("train", {}), section="train")
         report = run_training(cfg)
         if report["rank"] == 0:  # one summary, not one per torchrun process
-            options.show(report, err=True)
+            options.show(report, config, err=True)
 
     @tokenizer_app.command("train")
     def tokenizer_train(
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         require_train_deps()
         from textbook.mu.tokenizer import build
 
-        options.show(build(shards, cfg), err=True)
+        options.show(build(shards, cfg), config, err=True)
 
     @eval_app.command("settings")
     def eval_settings(
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(dict(report), indent=2))
         else:
-            options.show(report)
+            options.show(report, config)
 
     @eval_app.command("lm")
     def eval_lm(
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         require_train_deps()
         from textbook.mu.eval import eval_lm as run_eval
 
-        options.show(run_eval(run, data, cfg))
+        options.show(run_eval(run, data, cfg), config)
 
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(eval_app, name="eval")
