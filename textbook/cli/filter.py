@@ -134,6 +134,7 @@ def annotate(
     base_url: Optional[str] = options.BASE_URL,
     api_key: Optional[str] = options.API_KEY,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help=f"Requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
+    timeout: Optional[float] = options.timeout_option(),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Directory of your own templates overriding the bundled ones by name."),
     config: Optional[Path] = options.config_option("annotate", "teacher"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
@@ -149,7 +150,8 @@ def annotate(
     cfg = resolve(AnnotateConfig, cli={"n": n, "prompt": prompt, "text_column": text_column, "id_column": id_column,
                                        "chars": chars, "seed": seed, "cache": False if no_cache else None},
                   file=file.get("annotate", {}), section="annotate")
-    teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency}, file)
+    teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency,
+                               "timeout_s": timeout}, file)
     options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts), config)
 
 

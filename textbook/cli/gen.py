@@ -33,6 +33,8 @@ def gen(
     concurrency: int = typer.Option(None, "--concurrency", "-c", help=f"Requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
     rpm: float = typer.Option(None, "--rpm", help=f"Client-side requests/minute limit (0 = none). (default: {default(TeacherConfig, 'requests_per_minute')})"),
     tpm: float = typer.Option(None, "--tpm", help=f"Client-side tokens/minute limit (0 = none). (default: {default(TeacherConfig, 'tokens_per_minute')})"),
+    max_tokens: int = options.max_tokens_option(),
+    timeout: float = options.timeout_option(),
     model: str = options.MODEL,
     base_url: str = options.BASE_URL,
     api_key: str = options.API_KEY,
@@ -70,7 +72,8 @@ def gen(
     )
     teacher_cfg = resolve_teacher(
         {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency,
-         "requests_per_minute": rpm, "tokens_per_minute": tpm, "cache": False if no_cache else None},
+         "requests_per_minute": rpm, "tokens_per_minute": tpm, "max_tokens": max_tokens, "timeout_s": timeout,
+         "cache": False if no_cache else None},
         file,
     )
     out = out or Path("runs") / gen_cfg.topic.strip().lower().replace(" ", "-")

@@ -50,6 +50,20 @@ def show(report, config: "str | None" = None, *, err: bool = False) -> None:
     typer.echo(str(report) + (f"\n  config file: {used}" if used else ""), err=err)
 
 
+def max_tokens_option() -> typer.models.OptionInfo:
+    from textbook.teacher.config import TeacherConfig
+
+    return typer.Option(None, "--max-tokens", help="Longest reply in tokens; a reply cut there is re-asked with more room. "
+                        f"(default: {default(TeacherConfig, 'max_tokens')})")
+
+
+def timeout_option() -> typer.models.OptionInfo:
+    from textbook.teacher.config import TeacherConfig
+
+    return typer.Option(None, "--timeout", help="Seconds to wait for one reply (raised for a server measured too slow to "
+                        f"finish --max-tokens in it). (default: {default(TeacherConfig, 'timeout_s')})")
+
+
 def format_option(cls: type) -> typer.models.OptionInfo:
     """--format for a stage writing shards; its default is `cls.format`."""
     return typer.Option(

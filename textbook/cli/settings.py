@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         base_url: str = options.BASE_URL,
         api_key: str = options.API_KEY,
         concurrency: int = typer.Option(None, "--concurrency", "-c", help=f"Teacher requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
+        max_tokens: int = options.max_tokens_option(),
+        timeout: float = options.timeout_option(),
         config: Path = options.config_option("settings", "teacher"),
         prompts: Path = typer.Option(None, "--prompts", help="Directory overriding prompts/settings_paraphrase.j2 and settings_judge.j2 by name."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the teacher response cache."),
@@ -71,6 +73,7 @@ def register(app: typer.Typer) -> None:
         if not cfg.offline:
             teacher = resolve_teacher(
                 {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency,
+                 "max_tokens": max_tokens, "timeout_s": timeout,
                  "cache": False if no_cache else None},
                 file,
             )
