@@ -93,3 +93,12 @@ def test_a_rerun_with_another_sample_is_refused_naming_it(tmp_path, fake_teacher
     with pytest.raises(TextbookError, match=r"other inputs or settings \(annotate\.n: 6 -> 8"):
         annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(n=8, seed=1), fake_teacher.config())
     assert read_table(tmp_path / "labels").num_rows == 6
+
+
+def test_a_teacher_that_gives_every_document_the_same_score_is_a_failure_not_labels(tmp_path, fake_teacher):
+    web = [{"id": f"d{i}", "text": f"Document {i} about topic {i % 7}. " * 20} for i in range(40)]
+    pq.write_table(pa.Table.from_pylist(web), tmp_path / "w.parquet")
+    fake_teacher.replies = "Looks fine.\nEducational score: 3"
+    with pytest.raises(TextbookError, match=r"gave all 35 scored documents the same score \(3\)"):
+        annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(n=35, seed=1), fake_teacher.config())
+    assert read_table(tmp_path / "labels").num_rows == 35  # kept, for a look at the replies

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fakeserver import last_user_message
 from tests.killer import Killed, clean_env, kill_anywhere, leftovers, timed
 from textbook.shards import read_manifest, read_table
 
@@ -134,7 +135,11 @@ def test_gen_settings_with_a_teacher(tmp_path, fake_teacher):
 
 def test_filter_annotate(tmp_path, fake_teacher):
     web_corpus(tmp_path / "web.parquet", 300)
-    fake_teacher.replies = {"zebra": "I refuse to grade this.", "": "Clear and structured.\nEducational score: 3"}
+    def grade(messages):  # a teacher that reads: the score depends on the document (and it refuses one word)
+        text = last_user_message(messages)
+        return "I refuse to grade this." if "zebra" in text else f"Clear and structured.\nEducational score: {len(text) % 6}"
+
+    fake_teacher.replies = grade
     fake_teacher.latency = 0.02
     env = clean_env() | fake_teacher.env()
     argv = ["filter", "annotate", "web.parquet", "--n", "200", "--concurrency", "4"]

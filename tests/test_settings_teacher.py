@@ -7,6 +7,9 @@ import json
 import re
 from collections import defaultdict
 
+import pytest
+
+from textbook.errors import TextbookError
 from textbook.settings.config import SettingsConfig
 from textbook.settings.run import generate_settings
 from textbook.shards import read_table
@@ -143,3 +146,37 @@ def test_reply_schemas_carry_the_bounds_the_validators_enforce_and_echoes_are_no
     reply = {"paraphrases": [{"style": "casual", "text": "<the rewrite>"}, {"style": "question", "text": "Turn up the brightness"},
                              {"style": "casual", "text": "screen is way too dim"}]}
     assert paraphrase.parse(reply, ["casual", "question"], prompt) == [("casual", "screen is way too dim")]
+
+
+class FirstCandidateJudge(ScriptedTeacher):
+    """A judge that answers the first candidate it is shown, whatever the request (what a small model does)."""
+
+    action = None  # None: the request's own action (so ~1/8 answers agree by chance); else always this one
+
+    def __call__(self, messages):
+        text = messages[-1]["content"]
+        if not text.startswith("You label requests"):
+            return super().__call__(messages)
+        first = re.search(r"^- ([\w.]+): ", text, re.M).group(1)
+        answers = [{"i": int(i), "id": first, "action": self.action or self.labels[r]["action"], "value": self.labels[r].get("value")}
+                   for i, r in re.findall(r"^(\d+)\. (.*)$", text, re.M)]
+        return json.dumps({"answers": answers})
+
+
+def test_a_judge_that_always_names_the_first_candidate_is_reported(fake_teacher, tmp_path):
+    fake_teacher.replies = FirstCandidateJudge()
+    cfg = SettingsConfig(n=300, out=str(tmp_path / "run"), teacher_share=0.3, paraphrases=3, teacher_batch=16)
+    summary = generate_settings(cfg, fake_teacher.config(concurrency=8), progress=False)
+    assert any("named the first of its shuffled candidates in 100%" in w for w in summary.warnings), summary.warnings
+    assert "pass --no-judge" in str(summary)
+    # the sane judge of the test above raises no such warning
+    fake_teacher.replies = ScriptedTeacher()
+    sane = generate_settings(SettingsConfig(n=300, out=str(tmp_path / "sane"), teacher_share=0.3, paraphrases=3,
+                                            teacher_batch=16), fake_teacher.config(concurrency=8), progress=False)
+    assert not any("first of its shuffled" in w for w in sane.warnings)
+    # with nothing kept at all, the run stops and names the judge as the cause
+    fake_teacher.replies = FirstCandidateJudge()
+    fake_teacher.replies.action = "run"  # no setting's request in the catalogue fixture is a run: nothing agrees
+    with pytest.raises(TextbookError, match="nothing usable: the judge named the first"):
+        generate_settings(SettingsConfig(n=300, out=str(tmp_path / "none"), teacher_share=0.3, paraphrases=3, teacher_batch=16,
+                                         seed=7), fake_teacher.config(concurrency=8, model="fake-model"), progress=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textbook.config import public_dict
+from textbook.errors import TextbookError
 from textbook.filter.config import AnnotateConfig, FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
@@ -35,6 +36,7 @@ from textbook.teacher.failures import nothing_usable
 
 BEGIN, END = "<<<BEGIN EXTRACT>>>", "<<<END EXTRACT>>>"
 REPLY_TOKENS = 400  # a short justification and the score
+SAME_SCORE_MIN = 30  # this many scores, all equal: the teacher is not reading the documents
 _SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])(?!\.?\d)", re.IGNORECASE)
 
 
@@ -171,6 +173,10 @@ def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher:
               "score_counts": {str(k): scores.count(k) for k in range(6)}}
     writer.close(totals=totals, state={"done": writer.rows})
     rundir.finish()
+    if len(scores) >= SAME_SCORE_MIN and len(set(scores)) == 1:  # saved above too: nothing is lost
+        raise TextbookError(f"the teacher gave all {len(scores):,} scored documents the same score ({scores[0]}): it is not "
+                            f"reading them, and these labels would teach a classifier nothing (kept in {out}): use a "
+                            "stronger --model, or check the prompt (--prompt / --prompts)")
     if table.num_rows and not scores:  # saved above: the rejects (raw replies) and the cache stay
         reasons = Counter(r or "no_score" for r in table.column("rejected").to_pylist())
         raise nothing_usable(reasons, asked=table.num_rows, what="documents", where=out, fixes={

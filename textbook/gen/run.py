@@ -160,8 +160,13 @@ class _Run:
         cfg = self.teacher_cfg
         return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": item.seed}
 
-    def _reject(self, item, request, reply, reason: str, detail: str, raw: str | None) -> RejectRow:
-        return RejectRow(**self._fields(item, request, reply), reason=reason, detail=detail, raw=raw or "")
+    def _reject(self, item, request, reply, reason: str, detail: str, raw: str | None, spent=None) -> RejectRow:
+        fields = self._fields(item, request, reply)
+        if spent is not None:  # every attempt was refused: the row still says what they cost and how the last was sent
+            fields.update(prompt_tokens=spent.usage.prompt_tokens, completion_tokens=spent.usage.completion_tokens)
+            if spent.params:
+                fields["sampling"] = json.dumps(spent.params, sort_keys=True)
+        return RejectRow(**fields, reason=reason, detail=detail, raw=raw or "")
 
     async def process(self, item: PlanItem) -> None:
         from textbook.teacher.client import TeacherRejected
@@ -176,7 +181,7 @@ class _Run:
         except TeacherRejected as exc:
             # parse_* reasons are our own validator's (the teacher kept failing it); others are the teacher's
             reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
-            return self.sink.put(self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw))
+            return self.sink.put(self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw, exc))
         try:
             if self.module is section:
                 text = section.parse(reply.text)

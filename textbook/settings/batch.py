@@ -38,7 +38,7 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
                                        validate=lambda obj: paraphrase.parse(obj, styles, prompt), stage="paraphrase")
         pairs = paraphrase.parse(reply.parsed, styles, prompt)
         if not cfg.judge:
-            return pairs, [(None, None)] * len(pairs)
+            return (pairs, []), [(None, None)] * len(pairs)
         candidates = judge.shortlist(ctx.catalogue, seed.setting, ctx.groups[seed.setting], jrng)
         try:
             verdict = await teacher.complete(judge.render(prompts, candidates, [t for _, t in pairs]),
@@ -46,9 +46,12 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
                                              temperature=0.0, stage="judge",
                                              validate=lambda obj: judge.parse(obj, len(pairs)))
         except TeacherRejected as exc:  # no verdict, no label check: these paraphrases cannot be trusted
-            return pairs, [(f"judge_failed_{exc.reason}", None)] * len(pairs)
+            failed = {"judge_reply": (exc.raw or exc.detail or "")[:2000]}  # the verdict the checks refused, kept
+            return (pairs, []), [(f"judge_failed_{exc.reason}", failed)] * len(pairs)
         answers = judge.parse(verdict.parsed, len(pairs))
-        return pairs, [(judge.disagreement(answers.get(k), s.id, seed.action, seed.value), answers.get(k))
+        picks = [a.get("id") for a in answers.values() if a.get("id") != "none"]
+        positions = ["first" if p == candidates[0].id else "other" for p in picks]
+        return (pairs, positions), [(judge.disagreement(answers.get(k), s.id, seed.action, seed.value), answers.get(k))
                        for k in range(len(pairs))]
 
     results = await teacher.map(jobs, work)
@@ -61,7 +64,9 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
             out.drop(f"paraphrase_failed_{result.reason}", query="", clean=seed.text, target=target, source="teacher",
                      style="", detail=(result.raw or result.detail or "")[:2000])
             continue
-        for (style, text), (reason, answer) in zip(*result):
+        (pairs, positions), verdicts = result
+        out.judge_picks.update(positions)
+        for (style, text), (reason, answer) in zip(pairs, verdicts):
             if reason:
                 out.drop(reason, query=text, clean=text, target=target, source="teacher", style=style,
                          detail=json.dumps(answer, ensure_ascii=False) if answer else "")

@@ -7,6 +7,8 @@ processes render chunks in parallel. The near-duplicate cap is applied afterward
 
 from __future__ import annotations
 
+from collections import Counter
+
 import random
 from dataclasses import dataclass, field
 
@@ -59,6 +61,7 @@ class Chunk:
     relabelled: list[bool] = field(default_factory=list)
     removed: list[dict] = field(default_factory=list)  # each with "pos"
     n: int = 0  # candidates so far
+    judge_picks: Counter = field(default_factory=Counter)  # position of the judge's answer: "first" / "other"
 
     def __len__(self) -> int:
         return len(self.keys)

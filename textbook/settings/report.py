@@ -12,7 +12,7 @@ from typing import Any
 
 from textbook.shards import atomic_write_bytes, atomic_write_json
 
-_TABLES = ("setting", "action", "style", "split", "source", "noise_op", "removed", "teacher_removed")
+_TABLES = ("setting", "action", "style", "split", "source", "noise_op", "removed", "teacher_removed", "judge_picks")
 
 
 class Tally:

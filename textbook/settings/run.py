@@ -46,6 +46,7 @@ from textbook.progress import progress_bar
 SAMPLES, REMOVED, RESUME = "settings", "settings-removed", ".settings-resume"
 SHARD_ROWS = 65_536  # a shard being filled is held in memory: this bounds peak RSS (~250 MB)
 TEACHER_CHECKPOINT_S = 30.0  # seconds of teacher batches between checkpoints
+JUDGE_MIN_ANSWERS, JUDGE_FIRST_SHARE = 30, 0.8  # a judge past this share of first-candidate answers is degenerate
 STALL_CHUNKS = 64  # chunks in a row without a new row: the catalogue cannot give --n samples under the cap
 
 
@@ -132,6 +133,7 @@ class _Sink:
         cols, admit = chunk.cols, self.cap.admit
         accepted: list[int] = []
         cutoff = chunk.n
+        self.tally.judge_picks.update(chunk.judge_picks)
         for i, key in enumerate(chunk.keys):
             if len(accepted) >= limit:
                 cutoff = chunk.pos[i]
@@ -285,8 +287,22 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     writer.close(totals=totals)
     rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
+    warnings += _judge_warning(tally)
     return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings,
                            ledger=st.get("ledger") or {})
+
+
+def _judge_warning(tally: Tally) -> list[str]:
+    """A judge that names the first of its shuffled candidates most of the time is not reading them (a small
+    model does this): its verdicts are noise. Reported, since its drops cost rows but its keeps are still
+    rows whose label the seed grammar made."""
+    from textbook.settings.judge import SHORTLIST
+
+    first, n = tally.judge_picks.get("first", 0), sum(tally.judge_picks.values())
+    if n < JUDGE_MIN_ANSWERS or first < JUDGE_FIRST_SHARE * n:
+        return []
+    return [f"the judge named the first of its shuffled candidates in {first / n:.0%} of {n:,} answers (by chance: "
+            f"~{1 / SHORTLIST:.0%}): it is not reading them; use a stronger --model, or pass --no-judge"]
 
 
 async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar) -> None:
@@ -320,6 +336,9 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
     if made == 0 and b > first:
         # Not a template-only dataset in disguise: stop, with everything saved (a rerun resumes here).
         checkpoint("teacher", b, st["chunk"])
+        degenerate = _judge_warning(tally)
+        if degenerate:  # the likeliest cause, named: the judge, not the paraphrases
+            raise TextbookError(f"the teacher gave nothing usable: {degenerate[0]}")
         raise nothing_usable(reasons, asked=sum(reasons.values()), what="teacher samples", where=out / REMOVED)
     # Some, not all: templates fill the rest, and the summary says so.
     st["teacher_warning"] = (f"the teacher gave {made:,} of {goal:,} planned paraphrases ({top_reasons(reasons)}); "

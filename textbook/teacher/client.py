@@ -76,11 +76,14 @@ class TeacherRejected(Exception):
     says more, `raw` is the last reply text (None when the teacher sent none).
     """
 
-    def __init__(self, reason: str, raw: str | None = None, *, detail: str = ""):
+    def __init__(self, reason: str, raw: str | None = None, *, detail: str = "", usage: "Usage | None" = None,
+                 params: dict[str, Any] | None = None):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.raw = raw
         self.detail = detail
+        self.usage = usage or Usage()  # what every attempt's reply cost together (paid: the reject row says so)
+        self.params = params or {}  # the sampling parameters of the last attempt
 
 
 class Teacher:
@@ -207,10 +210,14 @@ class Teacher:
         started = time.monotonic()
         reason = detail = raw = None
         first = dict(params)
+        spent = [0, 0]
+        sent: dict[str, Any] = {}
         try:
             for attempt in range(cfg.output_retries + 1):
                 if attempt:
                     params = _reask(first, params, reason, attempt)
+                    if self.server.context:  # more room than a slot holds cannot help
+                        params["max_tokens"] = min(params["max_tokens"], max(first["max_tokens"], self.server.context))
                 key = hit = None
                 if self._cache is not None:
                     key = cache_key(cfg.model, messages, params, template_sha, json_schema, attempt)
@@ -236,6 +243,8 @@ class Teacher:
                     # sent before this paid reply is durable, so a kill loses only the replies in flight.
                     await asyncio.sleep(0)
                     await asyncio.sleep(0)
+                spent[0] += usage.prompt_tokens
+                spent[1] += usage.completion_tokens
                 try:
                     if finish in ("length", "content_filter"):
                         limit = f" at max_tokens={sent.get(self._max_tokens_field)}" if finish == "length" else ""
@@ -249,8 +258,12 @@ class Teacher:
                 if hit is not None and self.ledger is not None:
                     self.ledger.record(stage, CACHE)
                 return Completion(text, parsed, usage, finish, hit is not None, model, sent, latency)
-            raise TeacherRejected(reason, raw, detail=f"{detail} ({cfg.output_retries + 1} attempts)")
-        except TeacherRejected:
+            tries = cfg.output_retries + 1
+            raise TeacherRejected(reason, raw, detail=f"{detail} ({tries} attempt{'s' if tries > 1 else ''})",
+                                  usage=Usage(*spent), params=sent)
+        except TeacherRejected as exc:
+            if not exc.usage.total_tokens:  # a request that failed for good after earlier paid attempts
+                exc.usage, exc.params = Usage(*spent), exc.params or sent
             self.stats.rejected += 1
             if self.ledger is not None:
                 self.ledger.record(stage, REJECTED)
