@@ -107,3 +107,22 @@ def test_help_lists_the_main_commands_first_and_shows_config_sections(capsys):
                            (("export", "--help"), ("[export]",))):
         code, out, _ = run_cli(capsys, *argv)
         assert code == 0 and all(s in out for s in sections), out
+
+
+def test_preview_sends_checks_and_shows_n_items_and_writes_nothing(capsys, tmp_path, monkeypatch, fake_teacher):
+    from tests.gen_fixtures import GenReplies
+
+    fake_teacher.replies = GenReplies(nocode_every=2)
+    for name, value in fake_teacher.env().items():
+        monkeypatch.setenv(name, value)
+    code, out, err = cli(capsys, "--topic", "python", "--preview", "4", "--out", "runs/p")
+    assert code == 0, err
+    assert out.count("── ") == 4 and "── 1/4 · textbook · python > " in out.lower(), out
+    verdicts = re.findall(r"^   verdict: (\w+)", out, re.M)
+    assert len(verdicts) == 4 and set(verdicts) <= {"kept", "rejected"}
+    kept = verdicts.count("kept")
+    assert f"preview: 4 items from the bundled tree for 'python': {kept} would be kept, {4 - kept} rejected" in out
+    assert "nothing written" in out and not (tmp_path / "runs").exists()  # no lock, no cache, no shards
+    assert len(fake_teacher.chat_requests()) == 4
+    code, _, err = cli(capsys, "--preview", "-1")
+    assert code == 2 and "--preview must be" in err

@@ -9,6 +9,7 @@ import typer
 
 from textbook.cli import options
 from textbook.cli.options import default
+from textbook.errors import ConfigError
 from textbook.gen.config import GenConfig
 from textbook.teacher.config import TeacherConfig
 
@@ -42,6 +43,7 @@ def gen(
     prompts: Path = typer.Option(None, "--prompts", help="Directory of your own templates (textbook.j2, exercise.j2, topics.j2, vocabulary.json, topics/<topic>.json) overriding the bundled ones by name."),
     fmt: str = options.format_option(GenConfig),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache (a rerun pays again)."),
+    preview: int = typer.Option(0, "--preview", help="Send the first N planned items, check them and print each (prompt, reply, verdict); write nothing. Try a template and a teacher before a long run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Render every prompt without a teacher: a prompts shard, an OpenAI Batch API file, token and cost estimates."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation before a paid run (only asked on a terminal)."),
 ) -> None:
@@ -78,7 +80,10 @@ def gen(
     )
     out = out or Path("runs") / gen_cfg.topic.strip().lower().replace(" ", "-")
     confirm = None if yes or not sys.stdin.isatty() else (lambda what: typer.confirm(f"Send {what}?", default=True))
-    summary = generate(gen_cfg, teacher_cfg, out=out, topics_file=topics, dry=dry_run, confirm=confirm)
+    if preview < 0:
+        raise ConfigError("--preview must be a number of items (1 or more)")
+    summary = generate(gen_cfg, teacher_cfg, out=out, topics_file=topics, dry=dry_run, confirm=None if preview else confirm,
+                       preview=preview)
     options.show(summary, config)
 
 

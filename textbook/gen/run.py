@@ -31,6 +31,7 @@ from textbook.gen.request import ParseError, Rendered
 from textbook.gen.sink import Sink
 from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
 from textbook.prompts import Prompts
+from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.teacher.cache import CACHE_FILE
 from textbook.teacher.ledger import LEDGER_FILE
@@ -49,8 +50,16 @@ def generate(
     dry: bool = False,
     progress: bool | None = None,
     confirm: Callable[[str], bool] | None = None,
-) -> GenSummary | DryRunSummary:
-    """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run."""
+    preview: int = 0,
+) -> GenSummary | DryRunSummary | Report:
+    """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run.
+    `preview` N: the first N items sent, checked and shown instead, nothing written (textbook.gen.preview)."""
+    if preview:
+        from textbook.gen.preview import preview as run_preview
+
+        require_teacher(teacher)
+        return asyncio.run(run_preview(gen, teacher, Prompts(gen.prompts), load_vocabulary(gen.prompts), preview,
+                                       Path(out), topics_file))
     with RunDir(out) as rundir:
         return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm, rundir)
 
@@ -129,12 +138,12 @@ def _now() -> str:
 class _Run:
     """One generation run: turns each plan item into a row or a reject and hands it to the sink."""
 
-    def __init__(self, gen: GenConfig, teacher_cfg: TeacherConfig, teacher: Any, prompts: Prompts, out: Path):
+    def __init__(self, gen: GenConfig, teacher_cfg: TeacherConfig, teacher: Any, prompts: Prompts, out: Path | None):
         self.gen, self.teacher_cfg, self.teacher, self.prompts = gen, teacher_cfg, teacher, prompts
         self.module = section if gen.kind == "textbook" else exercise
         self.row_cls = ROWS[gen.kind]
         meta = {"kind": gen.kind, "config": {"gen": public_dict(gen), "teacher": public_dict(teacher_cfg)}}
-        self.sink = Sink(gen, self.row_cls, out, meta, teacher.stats)
+        self.sink = Sink(gen, self.row_cls, out, meta, teacher.stats) if out is not None else None  # None: a preview
         self.limits = sandbox.Limits(gen.exec_timeout_s, gen.exec_cpu_s, gen.exec_memory_mb)
         self.exec_workers = gen.exec_workers or os.cpu_count() or 1
         self.exec_slots = asyncio.Semaphore(self.exec_workers)
@@ -169,6 +178,10 @@ class _Run:
         return RejectRow(**fields, reason=reason, detail=detail, raw=raw or "")
 
     async def process(self, item: PlanItem) -> None:
+        self.sink.put(*await self.outcome(item))
+
+    async def outcome(self, item: PlanItem) -> tuple[Any, str | None, str]:
+        """The row (with the text it is deduplicated on and the raw reply) or the reject the plan item becomes."""
         from textbook.teacher.client import TeacherRejected
 
         request = self.module.render(self.prompts, item)
@@ -181,21 +194,21 @@ class _Run:
         except TeacherRejected as exc:
             # parse_* reasons are our own validator's (the teacher kept failing it); others are the teacher's
             reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
-            return self.sink.put(self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw, exc))
+            return self._reject(item, request, None, reason, exc.detail or str(exc), exc.raw, exc), None, ""
         try:
             if self.module is section:
                 text = section.parse(reply.text)
-                return self.sink.put(self.row_cls(**self._fields(item, request, reply), text=text), text, reply.text)
+                return self.row_cls(**self._fields(item, request, reply), text=text), text, reply.text
             ex = exercise.parse(reply.parsed, item.function_name)
         except ParseError as exc:
-            return self.sink.put(self._reject(item, request, reply, exc.reason, str(exc), reply.text))
+            return self._reject(item, request, reply, exc.reason, str(exc), reply.text), None, ""
         async with self.exec_slots:
             outcome = await sandbox.run_code(exercise.program(ex), self.limits)
         if not outcome.ok:
-            return self.sink.put(self._reject(item, request, reply, f"exec_{outcome.reason}", outcome.detail, reply.text))
+            return self._reject(item, request, reply, f"exec_{outcome.reason}", outcome.detail, reply.text), None, ""
         row = self.row_cls(**self._fields(item, request, reply), prompt=ex.prompt, solution=ex.solution, tests=ex.tests,
                            run_s=round(outcome.seconds, 4))
-        self.sink.put(row, f"{ex.prompt}\n{ex.solution}", reply.text)
+        return row, f"{ex.prompt}\n{ex.solution}", reply.text
 
     async def run(self, todo: list[PlanItem]) -> None:
         items = iter(todo)
