@@ -43,7 +43,7 @@ def test_the_check_starts_at_the_servers_slots_and_a_timeout_for_its_speed():
 
         limit, timeout, notes = run(server.config(concurrency=16, timeout_s=1.0), check)
     assert limit == 2 and any("2 requests at once: concurrency 2 (asked 16)" in n for n in notes)
-    assert timeout == pytest.approx(1.5 * 2048 / 500 + 10)  # max_tokens at the measured speed, not 1 s
+    assert timeout == pytest.approx(1.5 * 2048 * 2 / 500 + 30)  # max_tokens at the measured speed shared by 2 slots
     assert [r.path for r in server.requests][:2] == ["/v1/models", "/props"]
 
 
@@ -89,3 +89,22 @@ def test_the_circuit_breaker_stops_a_run_that_gets_nothing_at_concurrency_1():
             run(server.config(concurrency=4, max_retries=100, retry_base_s=0.01, retry_max_s=0.02),
                 lambda t: asyncio.gather(*(ask(t, f"q{i}") for i in range(4))))
     assert time.monotonic() - started < 10 and server.served < 40
+
+
+def test_reasks_that_never_help_stop_being_sent():
+    # a teacher that rambles past any max_tokens (SmolLM2 on llama.cpp): re-asking after `length` cannot help
+    with FakeServer("x" * 4000, models=("m",)) as server:
+        async def many(teacher):
+            results = []
+            for i in range(12):
+                try:
+                    results.append(await ask(teacher, f"q{i}"))
+                except TeacherRejected as exc:
+                    results.append(exc)
+            return results
+
+        results = run(server.config(max_tokens=16, output_retries=2), many)
+    assert all(isinstance(r, TeacherRejected) and r.reason == "length" for r in results)
+    # 4 items re-asked twice (8 re-asks, none helped), then every later item asked once: 4 * 3 + 8 = 20, not 36
+    assert server.served == 20
+    assert "re-asks after length stopped: 0 of 8 helped" in results[-1].detail and "(1 attempt)" in results[-1].detail

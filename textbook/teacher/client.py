@@ -30,7 +30,7 @@ from textbook.teacher.check import MODEL_FLAGS, ServerInfo, auth_error, check_en
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.ledger import CACHE, OK, REJECTED, Ledger
 from textbook.teacher.failures import connection_reason, error_field, one_line, retry_after, server_message
-from textbook.teacher.limits import AdaptiveConcurrency, TokenBucket, backoff, estimate_tokens
+from textbook.teacher.limits import AdaptiveConcurrency, ReaskBudget, TokenBucket, backoff, estimate_tokens
 from textbook.teacher.pricing import price_for
 from textbook.teacher.stats import Progress, TeacherStats
 from textbook.teacher.structured import BadReply, accept, rejects_response_format, response_format, with_instructions
@@ -103,6 +103,7 @@ class Teacher:
         self._timeout_s = config.timeout_s  # raised by check() for a server too slow to finish max_tokens in it
         self._tokens_per_s: float | None = None
         self._timed_out_retry = asyncio.Semaphore(1)  # one retry of a timed-out request in flight at a time
+        self._reasks = ReaskBudget()
         self.server = ServerInfo()
         self.notes: list[str] = []  # what the run adapted to, for its summary
         self._rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute > 0 else None
@@ -173,10 +174,12 @@ class Teacher:
         return info
 
     def _request_timeout(self, max_tokens: int) -> float:
-        """The configured timeout, or longer when the measured speed says max_tokens takes longer (x1.5 + 10 s)."""
+        """The configured timeout, or longer when the measured speed says max_tokens takes longer. The speed
+        was measured on one request; on a CPU server the requests in flight share it (x concurrency), and
+        the margin (x1.5 + 30 s) covers reading the prompt."""
         if not self._tokens_per_s:
             return self._timeout_s
-        return max(self._timeout_s, 1.5 * max_tokens / self._tokens_per_s + 10.0)
+        return max(self._timeout_s, 1.5 * max_tokens * self._limit.maximum / self._tokens_per_s + 30.0)
 
     # ---- completions ---------------------------------------------------------------------------------
     async def complete(
@@ -215,6 +218,10 @@ class Teacher:
         try:
             for attempt in range(cfg.output_retries + 1):
                 if attempt:
+                    if not self._reasks.worth(reason):
+                        detail = f"{detail}; {self._reasks.describe(reason)}"
+                        attempt -= 1  # this one was not made
+                        break
                     params = _reask(first, params, reason, attempt)
                     if self.server.context:  # more room than a slot holds cannot help
                         params["max_tokens"] = min(params["max_tokens"], max(first["max_tokens"], self.server.context))
@@ -251,14 +258,18 @@ class Teacher:
                         raise BadReply(finish, f"the reply stopped with finish_reason={finish}{limit}")
                     parsed = accept(text, json_schema, validate)
                 except BadReply as bad:
+                    if attempt:
+                        self._reasks.record(reason, False)
                     reason, detail, raw = bad.reason, bad.detail, text
                     continue
+                if attempt:
+                    self._reasks.record(reason, True)
                 self.stats.completed += 1
                 self.stats.cache_hits += hit is not None
                 if hit is not None and self.ledger is not None:
                     self.ledger.record(stage, CACHE)
                 return Completion(text, parsed, usage, finish, hit is not None, model, sent, latency)
-            tries = cfg.output_retries + 1
+            tries = attempt + 1
             raise TeacherRejected(reason, raw, detail=f"{detail} ({tries} attempt{'s' if tries > 1 else ''})",
                                   usage=Usage(*spent), params=sent)
         except TeacherRejected as exc:

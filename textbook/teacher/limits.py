@@ -125,6 +125,33 @@ class AdaptiveConcurrency:
             self.cuts += 1
 
 
+class ReaskBudget:
+    """Whether re-asking after a failure of a given kind still pays, learnt from this run's own re-asks.
+
+    A re-ask is paid. When the teacher cannot do what the checks want (a small model that rambles past any
+    max_tokens, or never writes the required JSON), every re-ask fails too: after `trial` re-asks for one
+    reason with fewer than `floor` of them accepted, that reason is rejected at once for the rest of the run.
+    """
+
+    def __init__(self, trial: int = 8, floor: float = 0.125):
+        self.trial, self.floor = trial, floor
+        self.tried: dict[str, int] = {}
+        self.helped: dict[str, int] = {}
+
+    def worth(self, reason: str | None) -> bool:
+        tried = self.tried.get(reason or "", 0)
+        return tried < self.trial or self.helped.get(reason or "", 0) >= self.floor * tried
+
+    def record(self, reason: str | None, helped: bool) -> None:
+        key = reason or ""
+        self.tried[key] = self.tried.get(key, 0) + 1
+        self.helped[key] = self.helped.get(key, 0) + helped
+
+    def describe(self, reason: str | None) -> str:
+        key = reason or ""
+        return f"re-asks after {key} stopped: {self.helped.get(key, 0)} of {self.tried.get(key, 0)} helped in this run"
+
+
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"):
     a uniform wait in [0, min(cap, base * 2**attempt)] spreads retrying clients apart."""
