@@ -25,6 +25,7 @@ from textbook.filter.config import AnnotateConfig, FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
 from textbook.prompts import Prompts
+from textbook.card import write_card
 from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, schema_for
@@ -172,6 +173,11 @@ def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher:
     totals = {"sampled": len(docs), "scored": len(scores), "rejected": table.num_rows - len(scores),
               "score_counts": {str(k): scores.count(k) for k in range(6)}}
     writer.close(totals=totals, state={"done": writer.rows})
+    write_card(out, "Educational-value labels", {"labels": ""},
+               about=f"Documents scored 0-5 for educational value by a teacher LLM with the `{config.prompt}` rubric "
+                     "(FineWeb-Edu's additive scale), with the teacher's justification; rejected replies keep their reason.",
+               tags=["educational-value", "labels"], provenance={**meta, "totals": totals},
+               ledger_lines=describe(stats.get("ledger") or {}))
     rundir.finish()
     if len(scores) >= SAME_SCORE_MIN and len(set(scores)) == 1:  # saved above too: nothing is lost
         raise TextbookError(f"the teacher gave all {len(scores):,} scored documents the same score ({scores[0]}): it is not "

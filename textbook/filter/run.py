@@ -29,6 +29,7 @@ from textbook.filter.dedup import Decisions, decide
 from textbook.filter.inputs import Source, expand, open_source
 from textbook.filter.report import summary_lines, write_report
 from textbook.filter.table import OutputLayout
+from textbook.card import write_card
 from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
@@ -251,6 +252,11 @@ def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset, ru
     timings.update(pass2(plan, run, decisions, out, meta))
     timings["total"] = time.perf_counter() - t_start
     report = write_report(out, plan, decisions, parts, worker_s, timings, threshold, classifier)
+    write_card(out, "Filtered web text", {"kept": "kept", "removed": "removed"},
+               about="Web documents kept by textbook filter (heuristics, exact and MinHash near-duplicate removal, an "
+                     "educational-value classifier); every removed document is in `removed`, with its stage and reason.",
+               tags=["web", "filtered"], provenance={**meta, "kept": report["kept"], "removed": report["removed"],
+                                                     "removed_by_stage": report["removed_by_stage"]})
     rundir.finish()
     shutil.rmtree(work, ignore_errors=True)  # done: run.json marks the run complete, report.json holds its result
     return report

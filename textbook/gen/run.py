@@ -31,10 +31,11 @@ from textbook.gen.request import ParseError, Rendered
 from textbook.gen.sink import Sink
 from textbook.gen.topics import bundled_topics, expand_topics, leaves, load_topics, save_topics
 from textbook.prompts import Prompts
+from textbook.card import write_card
 from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.teacher.cache import CACHE_FILE
-from textbook.teacher.ledger import LEDGER_FILE
+from textbook.teacher.ledger import LEDGER_FILE, describe
 from textbook.teacher.config import TeacherConfig, require_teacher
 from textbook.teacher.failures import nothing_usable
 
@@ -280,6 +281,14 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     if gen.kind == "exercises":
         summary.notes.append(f"sandbox: {sandbox.isolation()}")
     sink.close(summary.totals())
+    totals = {k: v for k, v in summary.totals().items() if k != "ledger"}
+    write_card(out, f"Synthetic {gen.kind} about {gen.topic}", {gen.kind: gen.kind, f"{gen.kind}-rejects": f"{gen.kind}-rejects"},
+               about=f"Synthetic {gen.kind} written by a teacher LLM in the manner of phi-1 (\"Textbooks Are All You Need\"): "
+                     "a seeded plan crosses a topic tree with audiences, styles, difficulties and random words; every row "
+                     "passed its checks" + (" and its tests ran in a sandbox." if gen.kind == "exercises" else "."),
+               tags=[gen.kind, "phi"], ledger_lines=describe(ledger),
+               provenance={"gen": public_dict(gen), "teacher": public_dict(teacher_cfg),
+                           "template": {run.module.TEMPLATE: prompts.get(run.module.TEMPLATE).sha256}, "totals": totals})
     rundir.finish()
     if summary.rows == 0 and rejected:  # saved above: the rejects (raw replies) and the cache stay
         raise nothing_usable(rejected, asked=summary.planned, what="planned rows", where=sink.rejects_dir)

@@ -33,6 +33,7 @@ from textbook.settings.records import RemovedSample, SettingsSample
 from textbook.settings.report import Tally, write_report
 from textbook.settings.config import MAX_CAP
 from textbook.settings.sampling import DupCap
+from textbook.card import write_card
 from textbook.report import Report
 from textbook.rundir import RunDir
 from textbook.shards import ShardWriter, atomic_write_bytes, read_manifest, schema_for
@@ -285,6 +286,12 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     totals = tally.summary()
     removed.close(totals=dict(tally.removed))
     writer.close(totals=totals)
+    write_card(out, f"Settings-agent requests ({meta['catalogue'].get('name', 'catalogue')})", {SAMPLES: SAMPLES, REMOVED: REMOVED},
+               about="Requests typed into an OS settings search box, each labelled with the settings function call it "
+                     "asks for (the Mu settings-agent recipe): seed grammar over a catalogue, teacher paraphrases checked "
+                     "by a judge, noise injection, smart sampling; split train/validation/test by seed.",
+               tags=["settings-agent", "function-calling"], provenance={**report_meta, "totals": totals},
+               ledger_lines=describe(st.get("ledger") or {}))
     rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
     warnings += _judge_warning(tally)
