@@ -34,7 +34,8 @@ Constructor (all keyword-only except `replies`):
   llama.cpp's `timings`. With `tokens_per_s`, a reply also takes completion_tokens / tokens_per_s.
 Every setting is a plain attribute read per request, so a test may change it on a running server
 (`server.replies = ...`, `server.response_format = "unsupported"`, `server.max_in_flight = None`).
-Counters: `served` (chat requests answered), `rate_limited` (429s sent), `peak_in_flight`.
+Counters: `served` (chat requests answered, batch lines included), `rate_limited` (429s sent), `peak_in_flight`.
+The Batch API (/v1/files, /v1/batches, /v1/files/{id}/content) is served too: tests/fakebatch.py.
 
 Faults (`server.fault(kind, times=1, match=None, **options)`), applied to chat requests in the order
 queued; `match` limits a fault to requests whose last user message contains that substring;
@@ -69,6 +70,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from tests.fakebatch import BatchAPI
 
 Replies = str | dict[str, str] | Callable[[list[dict]], Any] | None
 
@@ -112,7 +115,7 @@ def last_user_message(messages: list[dict]) -> str:
     return ""
 
 
-class FakeServer:
+class FakeServer(BatchAPI):
     def __init__(
         self,
         replies: Replies = None,
@@ -277,7 +280,8 @@ class FakeServer:
                 try:
                     body = json.loads(raw_body) if raw_body else None
                 except ValueError:
-                    body = raw_body.decode("utf-8", "replace")
+                    multipart = headers.get("content-type", "").startswith("multipart/")
+                    body = raw_body if multipart else raw_body.decode("utf-8", "replace")
                 if self.record:
                     self.requests.append(Request(method, path, headers, body, head + raw_body, time.monotonic()))
                 keep_going = await self._respond(method, path, headers, body, writer)
@@ -296,6 +300,22 @@ class FakeServer:
         head += [f"{k}: {v}" for k, v in (extra or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
 
+    def _completion(self, body: dict, model: Any, text: str, finish: str) -> dict:
+        return _completion_payload(body, model, text, finish)
+
+    def batch_reply(self, body: dict) -> tuple[int, Any]:
+        """(status, payload) of one batch line: the chat path's answer without latency or connection faults."""
+        model = body.get("model")
+        if self.models is not None and model not in self.models:
+            return 404, self._error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+        fault = self._take_fault(last_user_message(body.get("messages") or []))
+        if fault is not None and fault.kind.isdigit():
+            return int(fault.kind), self._error(fault.options.get("message", f"fake {fault.kind} error"), "server_error")
+        text, finish = self._reply_for(body.get("messages") or [])
+        if fault is not None and fault.kind == "length":
+            text, finish = text[: max(1, len(text) // 2)], "length"
+        return 200, self._completion(body, model, text, finish)
+
     @staticmethod
     def _error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
         return {"error": {"message": message, "type": type_, "param": param, "code": code}}
@@ -308,6 +328,10 @@ class FakeServer:
             self._send(writer, 401, self._error(f"Incorrect API key provided: {given}.", "invalid_request_error", "invalid_api_key"))
             return True
         path = path.split("?", 1)[0].rstrip("/")
+        routed = self._batch_route(method, path, headers, body)
+        if routed is not None:
+            self._send(writer, *routed)
+            return True
         if method == "GET" and path == "/v1/models":
             if self.models is None:
                 self._send(writer, 404, self._error("Not found", "invalid_request_error"))
@@ -385,20 +409,10 @@ class FakeServer:
             text, finish = text[: max(1, len(text) // 2)], "length"
         elif kind == "content_filter":
             text, finish = "", "content_filter"
-        limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        if isinstance(limit, int) and len(text) // 4 + 1 > limit:  # as real servers do: cut at max_tokens
-            text, finish = text[: max(0, (limit - 1) * 4)], "length"
-        prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages)
-        usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        payload = self._completion(body, model, text, finish)
+        usage = payload["usage"]
         if self.tokens_per_s:
             await asyncio.sleep(usage["completion_tokens"] / self.tokens_per_s)
-        payload = {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text or None},
-                         "finish_reason": finish}],
-            "usage": usage,
-        }
         if self.slots:
             speed = self.tokens_per_s or 1000.0
             payload["timings"] = {"predicted_n": usage["completion_tokens"], "predicted_per_second": speed}
@@ -411,6 +425,21 @@ class FakeServer:
             return False
         self._send(writer, 200, payload)
         return True
+
+
+def _completion_payload(body: dict, model: Any, text: str, finish: str) -> dict:
+    """A chat completion for `text`, cut at the request's max_tokens as real servers do."""
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(limit, int) and len(text) // 4 + 1 > limit:
+        text, finish = text[: max(0, (limit - 1) * 4)], "length"
+    prompt_chars = sum(len(_content_text(m.get("content"))) for m in body.get("messages") or [])
+    usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text or None}, "finish_reason": finish}],
+        "usage": usage,
+    }
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ def gen(
     fmt: str = options.format_option(GenConfig),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache (a rerun pays again)."),
     preview: int = typer.Option(0, "--preview", help="Send the first N planned items, check them and print each (prompt, reply, verdict); write nothing. Try a template and a teacher before a long run."),
+    batch: bool = typer.Option(False, "--batch", help="Send the first attempt of every item through the OpenAI Batch API (half price, replies within 24 h; a killed run resumes polling and never submits twice); re-asks and errors go online."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Render every prompt without a teacher: a prompts shard, an OpenAI Batch API file, token and cost estimates."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation before a paid run (only asked on a terminal)."),
 ) -> None:
@@ -83,7 +84,7 @@ def gen(
     if preview < 0:
         raise ConfigError("--preview must be a number of items (1 or more)")
     summary = generate(gen_cfg, teacher_cfg, out=out, topics_file=topics, dry=dry_run, confirm=None if preview else confirm,
-                       preview=preview)
+                       preview=preview, batch=batch)
     options.show(summary, config)
 
 

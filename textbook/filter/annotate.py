@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textbook.config import public_dict
-from textbook.errors import TextbookError
+from textbook.errors import ConfigError, TextbookError
 from textbook.filter.config import AnnotateConfig, FilterRun
 from textbook.filter.inputs import expand, open_source
 from textbook.filter.table import OutputLayout
@@ -101,16 +101,19 @@ def sample(files: list[str], config: AnnotateConfig) -> list[tuple[str, str]]:
 
 
 async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_cfg: TeacherConfig,
-                    prompts: Prompts, cache_path: Path) -> dict[str, Any]:
+                    prompts: Prompts, cache_path: Path, batch: bool = False) -> dict[str, Any]:
     template = prompts.get(config.prompt)
+
+    def request(text: str) -> tuple[list[dict], dict[str, Any]]:
+        messages = [{"role": "user", "content": template.render(text=extract(text, config.chars), begin=BEGIN, end=END)}]
+        return messages, {"template_sha": template.sha256, "validate": parse_score, "temperature": 0.0,
+                          "max_tokens": REPLY_TOKENS, "stage": "annotate"}
 
     async def one(doc):
         doc_id, text = doc
-        shown = extract(text, config.chars)
-        messages = [{"role": "user", "content": template.render(text=shown, begin=BEGIN, end=END)}]
+        messages, kwargs = request(text)
         try:
-            c = await teacher.complete(messages, template_sha=template.sha256, validate=parse_score,
-                                       temperature=0.0, max_tokens=REPLY_TOKENS, stage="annotate")
+            c = await teacher.complete(messages, **kwargs)
             return Annotation(doc_id, text, parse_score(c.text), config.prompt, template.sha256, c.model, c.text, None)
         except TeacherRejected as exc:
             return Annotation(doc_id, text, None, config.prompt, template.sha256, teacher_cfg.model or "",
@@ -119,6 +122,16 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
     ledger = cache_path.with_name(f".{LEDGER_FILE}")  # hidden beside the cache: both sit among the shards
     async with Teacher(teacher_cfg, cache_path=cache_path, ledger_path=ledger, progress_desc="annotate") as teacher:
         await teacher.check()
+        if batch:  # first attempts through the Batch API, into the cache the loop below reads
+            from textbook.teacher.batch import BatchRun, Pending
+
+            pending = []
+            for _, text in docs:
+                messages, kwargs = request(text)
+                key, body, cached = teacher.first_request(messages, **kwargs)
+                if not cached:
+                    pending.append(Pending(key, body, "annotate"))
+            await BatchRun(teacher, cache_path.with_name(".batch")).run(pending)
         step = 64
         for lo in range(0, len(docs), step):  # checkpoint every `step` documents
             for row in await teacher.map(docs[lo : lo + step], one):
@@ -128,10 +141,13 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
 
 
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
-             *, prompts_dir: str | Path | None = None) -> Report:
-    """Score a sample of the inputs into `out`; returns counts and the teacher's usage."""
+             *, prompts_dir: str | Path | None = None, batch: bool = False) -> Report:
+    """Score a sample of the inputs into `out`; returns counts and the teacher's usage. `batch`: first
+    attempts through the Batch API (textbook.teacher.batch)."""
+    if batch and not teacher.cache:
+        raise ConfigError("--batch hands its replies to the run through the response cache: drop --no-cache")
     with RunDir(out) as rundir:
-        facts = _annotate_into(files, Path(out), config, teacher, prompts_dir, rundir)
+        facts = _annotate_into(files, Path(out), config, teacher, prompts_dir, rundir, batch)
     return Report(facts, summary_lines(facts))
 
 
@@ -151,7 +167,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 
 def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher: TeacherConfig,
-                   prompts_dir: str | Path | None, rundir: RunDir) -> dict[str, Any]:
+                   prompts_dir: str | Path | None, rundir: RunDir, batch: bool = False) -> dict[str, Any]:
     prompts = Prompts(prompts_dir)
     prompts.get(config.prompt)  # a missing template fails before the (slow) sampling pass
     docs = sample(files, config)
@@ -165,7 +181,7 @@ def _annotate_into(files: list[str], out: Path, config: AnnotateConfig, teacher:
     done = writer.rows
     stats = {}
     if docs[done:]:
-        stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / f".{CACHE_FILE}"))  # hidden: it sits among the shards
+        stats = asyncio.run(_annotate(docs[done:], writer, config, teacher, prompts, out / f".{CACHE_FILE}", batch))  # hidden: it sits among the shards
     from textbook.shards import read_table
 
     table = read_table(out, ["edu_score", "rejected"])

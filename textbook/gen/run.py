@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from textbook.config import public_dict
-from textbook.errors import TextbookError
+from textbook.errors import ConfigError, TextbookError
 from textbook.gen import exercise, sandbox, section
 from textbook.gen.config import GenConfig
 from textbook.gen.dryrun import DryRunSummary, dry_run
@@ -52,9 +52,13 @@ def generate(
     progress: bool | None = None,
     confirm: Callable[[str], bool] | None = None,
     preview: int = 0,
+    batch: bool = False,
 ) -> GenSummary | DryRunSummary | Report:
     """Run (or with `dry`, only render) the plan into `out`. `confirm(estimate)` may veto a paid run.
-    `preview` N: the first N items sent, checked and shown instead, nothing written (textbook.gen.preview)."""
+    `preview` N: the first N items sent, checked and shown instead, nothing written (textbook.gen.preview).
+    `batch`: first attempts through the Batch API (textbook.teacher.batch), the rest online."""
+    if batch and not teacher.cache:
+        raise ConfigError("--batch hands its replies to the run through the response cache: drop --no-cache")
     if preview:
         from textbook.gen.preview import preview as run_preview
 
@@ -62,11 +66,12 @@ def generate(
         return asyncio.run(run_preview(gen, teacher, Prompts(gen.prompts), load_vocabulary(gen.prompts), preview,
                                        Path(out), topics_file))
     with RunDir(out) as rundir:
-        return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm, rundir)
+        return _start(gen, teacher, Path(out), topics_file, dry, progress, confirm, rundir, batch)
 
 
 def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str | Path | None, dry: bool,
-           progress: bool | None, confirm: Callable[[str], bool] | None, rundir: RunDir) -> GenSummary | DryRunSummary:
+           progress: bool | None, confirm: Callable[[str], bool] | None, rundir: RunDir,
+           batch: bool = False) -> GenSummary | DryRunSummary:
     prompts = Prompts(gen.prompts)
     vocabulary = load_vocabulary(gen.prompts)
     if dry:
@@ -75,7 +80,7 @@ def _start(gen: GenConfig, teacher: TeacherConfig, out: Path, topics_file: str |
         plan = _plan(gen, tree, vocabulary)
         return dry_run(gen, teacher, prompts, out=out, plan=plan, topics_note=note)
     require_teacher(teacher)
-    return asyncio.run(_generate(gen, teacher, out, topics_file, prompts, vocabulary, progress, confirm, rundir))
+    return asyncio.run(_generate(gen, teacher, out, topics_file, prompts, vocabulary, progress, confirm, rundir, batch))
 
 
 def _offline_topics(gen: GenConfig, out: Path, topics_file: str | Path | None) -> tuple[dict, str]:
@@ -181,17 +186,34 @@ class _Run:
     async def process(self, item: PlanItem) -> None:
         self.sink.put(*await self.outcome(item))
 
+    def request(self, item: PlanItem) -> tuple[Rendered, dict[str, Any]]:
+        """The rendered prompt and the teacher's keyword arguments for one plan item."""
+        request = self.module.render(self.prompts, item)
+        kwargs: dict[str, Any] = {"template_sha": request.template_sha, "seed": item.seed, "stage": self.gen.kind}
+        if self.module is exercise:
+            kwargs["json_schema"] = exercise.SCHEMA
+            kwargs["validate"] = lambda value: exercise.parse(value, item.function_name)
+        return request, kwargs
+
+    async def submit_batch(self, todo: list[PlanItem], out: Path) -> dict[str, int]:
+        """--batch: the first attempt of every item not yet answered goes through the Batch API into the cache."""
+        from textbook.teacher.batch import BATCH_DIR, BatchRun, Pending
+
+        pending = []
+        for item in todo:
+            request, kwargs = self.request(item)
+            key, body, cached = self.teacher.first_request(request.messages, **kwargs)
+            if not cached:
+                pending.append(Pending(key, body, self.gen.kind))
+        return await BatchRun(self.teacher, out / BATCH_DIR).run(pending)
+
     async def outcome(self, item: PlanItem) -> tuple[Any, str | None, str]:
         """The row (with the text it is deduplicated on and the raw reply) or the reject the plan item becomes."""
         from textbook.teacher.client import TeacherRejected
 
-        request = self.module.render(self.prompts, item)
-        kwargs: dict[str, Any] = {"template_sha": request.template_sha, "seed": item.seed}
-        if self.module is exercise:
-            kwargs["json_schema"] = exercise.SCHEMA
-            kwargs["validate"] = lambda value: exercise.parse(value, item.function_name)
+        request, kwargs = self.request(item)
         try:
-            reply = await self.teacher.complete(request.messages, stage=self.gen.kind, **kwargs)
+            reply = await self.teacher.complete(request.messages, **kwargs)
         except TeacherRejected as exc:
             # parse_* reasons are our own validator's (the teacher kept failing it); others are the teacher's
             reason = exc.reason if exc.reason.startswith("parse_") else f"teacher_{exc.reason}"
@@ -243,7 +265,8 @@ def _fingerprint(gen: GenConfig, teacher_cfg: TeacherConfig, tree: dict, vocabul
             "plan": plan_sha(tree, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, extra=[gen.kind, template_sha])}
 
 
-async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm, rundir) -> GenSummary:
+async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, progress, confirm, rundir,
+                    batch_mode: bool = False) -> GenSummary:
     from textbook.teacher.client import Teacher
 
     start = time.perf_counter()
@@ -264,6 +287,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         todo = [item for item in plan if item.plan_id not in done]
         if todo and confirm is not None and not confirm(f"{len(todo):,} requests to {teacher_cfg.model} ({len(done):,} already done)"):
             raise TextbookError("cancelled: nothing was generated")
+        batch = await run.submit_batch(todo, out) if batch_mode and todo else None
         run.sink.open_bar(gen.n, len(done), progress)
         with _frozen_heap():
             await run.run(todo)
@@ -280,6 +304,9 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     )
     if gen.kind == "exercises":
         summary.notes.append(f"sandbox: {sandbox.isolation()}")
+    if batch:
+        summary.notes.append(f"batch: {batch['submitted']:,} requests submitted, {batch['answered']:,} answered through "
+                             f"{batch['batches']} batch(es) at half price, {batch['errors']:,} left to the online path")
     sink.close(summary.totals())
     totals = {k: v for k, v in summary.totals().items() if k != "ledger"}
     write_card(out, f"Synthetic {gen.kind} about {gen.topic}", {gen.kind: gen.kind, f"{gen.kind}-rejects": f"{gen.kind}-rejects"},

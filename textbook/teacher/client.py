@@ -146,6 +146,11 @@ class Teacher:
         self._client = self._cache = self._progress = self.ledger = None
 
     @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The open client (for the Batch API's files and batches: textbook.teacher.batch)."""
+        return self._client
+
+    @property
     def url(self) -> str:
         return public_url(self.config.base_url or "https://api.openai.com/v1")
 
@@ -203,13 +208,7 @@ class Teacher:
         `stage` names the work on the usage ledger (paraphrase, judge, annotate, ...).
         """
         cfg = self.config
-        params: dict[str, Any] = {
-            "temperature": cfg.temperature if temperature is None else temperature,
-            "top_p": cfg.top_p,
-            "max_tokens": cfg.max_tokens if max_tokens is None else max_tokens,
-        }
-        if seed is not None:
-            params["seed"] = seed
+        params = self._params(temperature, max_tokens, seed)
         started = time.monotonic()
         reason = detail = raw = None
         first = dict(params)
@@ -309,6 +308,43 @@ class Teacher:
         return results
 
     # ---- one request, with transport retries -------------------------------------------------------
+    def _params(self, temperature: float | None, max_tokens: int | None, seed: int | None) -> dict[str, Any]:
+        """The sampling parameters of a request's first attempt (part of its cache key)."""
+        cfg = self.config
+        params: dict[str, Any] = {
+            "temperature": cfg.temperature if temperature is None else temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": cfg.max_tokens if max_tokens is None else max_tokens,
+        }
+        if seed is not None:
+            params["seed"] = seed
+        return params
+
+    def first_request(self, messages: list[dict], *, template_sha: str, json_schema: dict | None = None,
+                      temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
+                      stage: str = "teacher", **_: Any) -> tuple[bytes, dict[str, Any], bool]:
+        """(cache key, body, already cached) of the first attempt `complete` would make with these arguments:
+        what the Batch API sends in its place (textbook.teacher.batch), so that `complete` then replays it."""
+        params = self._params(temperature, max_tokens, seed)
+        key = cache_key(self.config.model, messages, params, template_sha, json_schema, 0)
+        cached = self._cache is not None and self._cache.get(key) is not None
+        return key, self._body(messages, params, json_schema), cached
+
+    def store_batch_reply(self, key: bytes, body: dict[str, Any], content: bytes, *, stage: str, ref: str,
+                          price_factor: float) -> None:
+        """A Batch API reply to the request `body`: on the ledger (once per `ref`, at the batch price), then
+        in the cache under `key`, where `complete` finds it as its first attempt."""
+        text, finish, prompt_tokens, completion_tokens, model, reported = _read_reply(content)
+        estimated = price_factor * (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+        if self.ledger is not None:
+            self.ledger.record(stage, OK, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                               cost_usd=reported if reported is not None else (estimated if self.stats.priced else None),
+                               cost_reported=reported is not None, ref=ref)
+        if self._cache is not None:
+            sent = {k: v for k, v in body.items() if k not in ("model", "messages", "response_format")}
+            self._cache.put(key, {"text": text, "finish_reason": finish, "model": model or self.config.model, "params": sent,
+                                  "usage": [prompt_tokens, completion_tokens], "latency_s": 0.0})
+
     def _body(self, messages: list[dict], params: dict[str, Any], schema: dict | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.config.model, "messages": messages}
         for name, value in params.items():

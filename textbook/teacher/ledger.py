@@ -37,17 +37,19 @@ class Ledger:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, stage TEXT NOT NULL, outcome TEXT NOT NULL,"
                 " retry INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
-                " cost_usd REAL, cost_reported INTEGER NOT NULL, at REAL NOT NULL)"
+                " cost_usd REAL, cost_reported INTEGER NOT NULL, at REAL NOT NULL, ref TEXT)"
             )
+            # ref: a Batch API reply's id, so ingesting a batch again (after a kill) counts it once
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_ref ON events (ref)")
         except sqlite3.DatabaseError as exc:
             raise TextbookError(f"usage ledger {self.path} cannot be used ({exc}): delete it to start a new one") from None
 
     def record(self, stage: str, outcome: str, *, retry: bool = False, prompt_tokens: int = 0, completion_tokens: int = 0,
-               cost_usd: float | None = None, cost_reported: bool = False) -> None:
+               cost_usd: float | None = None, cost_reported: bool = False, ref: str | None = None) -> None:
         self._db.execute(
-            "INSERT INTO events (stage, outcome, retry, prompt_tokens, completion_tokens, cost_usd, cost_reported, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (stage, outcome, int(retry), prompt_tokens, completion_tokens, cost_usd, int(cost_reported), time.time()),
+            "INSERT OR IGNORE INTO events (stage, outcome, retry, prompt_tokens, completion_tokens, cost_usd, cost_reported,"
+            " at, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (stage, outcome, int(retry), prompt_tokens, completion_tokens, cost_usd, int(cost_reported), time.time(), ref),
         )
 
     def totals(self) -> dict[str, Any]:
