@@ -10,6 +10,10 @@ Two figures, each with its baseline measured in the same run:
    what render/parse/dedup/writing cost per sample.
 Plus, for information, verified exercises/s at zero latency (bounded by the sandbox: one fresh
 interpreter per exercise).
+4. `gen settings` paraphrase + judge: each item's judge runs as soon as its paraphrase is back, items
+   concurrently; the figure is teacher samples/s with the next teacher batch asked ahead (LOOKAHEAD 1)
+   against the same run with a barrier between batches (LOOKAHEAD 0), at the same concurrency, against a
+   server whose latency varies (jitter): the slowest items of a batch no longer leave slots idle.
 
 The server runs in its own process so it does not share this process's GIL or core time slices with
 the client more than the machine forces it to.
@@ -38,11 +42,13 @@ from textbook.teacher.config import TeacherConfig  # noqa: E402
 TREE = {"topic": "Python", "subtopics": [{"topic": f"Subject {i}", "subtopics": []} for i in range(24)]}
 
 
-def _serve(latency: float, conn, stop) -> None:
+def _serve(latency: float, conn, stop, replies: str = "gen", jitter: float = 0.0) -> None:
     from tests.fakeserver import FakeServer
     from tests.gen_fixtures import GenReplies
+    from tests.settings_fixtures import ScriptedTeacher
 
-    with FakeServer(GenReplies(), latency=latency, record=False) as server:
+    script = GenReplies() if replies == "gen" else ScriptedTeacher()
+    with FakeServer(script, latency=latency, jitter=jitter, record=False) as server:
         conn.send(server.url)
         stop.wait()
 
@@ -50,11 +56,11 @@ def _serve(latency: float, conn, stop) -> None:
 class Server:
     """The fake server with scripted gen replies, in a child process."""
 
-    def __init__(self, latency: float):
+    def __init__(self, latency: float, replies: str = "gen", jitter: float = 0.0):
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self.stop = ctx.Event()
-        self.proc = ctx.Process(target=_serve, args=(latency, child, self.stop), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(latency, child, self.stop, replies, jitter), daemon=True)
         self.proc.start()
         self.url = parent.recv()
 
@@ -135,17 +141,38 @@ def raw_client(url: str, n: int, concurrency: int) -> float:
     return n / asyncio.run(run())
 
 
+def settings_teacher(url: str, n: int, concurrency: int, lookahead: int) -> float:
+    """Teacher samples/s of `gen settings` (all samples from the teacher: paraphrase + judge per item)."""
+    import textbook.settings.run as settings_run
+    from textbook.settings.config import SettingsConfig
+
+    settings_run.LOOKAHEAD = lookahead
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SettingsConfig(n=n, out=str(Path(tmp) / "s"), teacher_share=1.0, paraphrases=3, teacher_batch=32)
+        teacher = TeacherConfig(base_url=url, model="fake-model", api_key="sk-bench", concurrency=concurrency)
+        start = time.perf_counter()
+        summary = settings_run.generate_settings(cfg, teacher, progress=False)
+        seconds = time.perf_counter() - start
+    return summary.totals["teacher_rows"] / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="rows per measurement")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--exercises", type=int, default=200, help="exercises for the sandbox figure (0 = skip)")
+    parser.add_argument("--settings", type=int, default=1500, help="samples for the settings figure (0 = skip)")
+    parser.add_argument("--only-settings", action="store_true", help="run figure 4 alone")
     args = parser.parse_args()
     c, lat, n = args.concurrency, args.latency, args.n
     # Wall-clock figures depend on what else runs on the machine; CPU seconds per sample do much less.
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
 
+    if args.settings:
+        settings_figure(args.settings, lat)
+        if args.only_settings:
+            return
     print(f"1. latency-bound: concurrency {c}, server latency {lat * 1000:.0f} ms, {n:,} textbook rows")
     server = Server(lat)
     try:
@@ -178,6 +205,19 @@ def main() -> None:
     if ex_seconds is not None:
         print(f"3. exercises (each executed in the sandbox): {args.exercises / ex_seconds:,.1f} verified exercises/s")
     print(f"machine load average {os.getloadavg()[0]:.1f} at the end")
+
+def settings_figure(n: int, latency: float, concurrency: int = 16, jitter: float = 0.9) -> None:
+    print(f"4. gen settings, paraphrase + judge per item: {n:,} teacher samples, concurrency {concurrency}, "
+          f"latency {latency * 1000:.0f} ms +-{jitter:.0%}")
+    server = Server(latency, "settings", jitter)
+    try:
+        barrier = settings_teacher(server.url, n, concurrency, lookahead=0)
+        ahead = settings_teacher(server.url, n, concurrency, lookahead=1)
+    finally:
+        server.close()
+    print(f"   barrier between teacher batches (LOOKAHEAD 0): {barrier:,.1f} samples/s")
+    print(f"   next batch asked ahead (LOOKAHEAD 1):          {ahead:,.1f} samples/s = {ahead / barrier:.2f}x")
+
 
 if __name__ == "__main__":
     main()

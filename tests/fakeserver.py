@@ -18,7 +18,8 @@ Constructor (all keyword-only except `replies`):
 - `replies`: what the assistant answers. A string (always that), a dict {substring: reply} matched
   against the last user message (first match wins, else `default`), or a callable
   `(messages) -> str | dict`; a dict return may set `content` and `finish_reason`.
-- `latency`: seconds before every reply (asyncio sleep, so it costs no CPU).
+- `latency`: seconds before every reply (asyncio sleep, so it costs no CPU); `jitter` j spreads it uniformly
+  over latency x [1 - j, 1 + j] (seeded), as replies of different lengths take different times.
 - `models`: ids listed by GET /v1/models and accepted by chat (404 model_not_found otherwise);
   `models=None` makes /v1/models answer 404 (as some servers do) and accepts any model.
 - `api_key`: when set, requests without `Authorization: Bearer <api_key>` get 401.
@@ -65,6 +66,7 @@ import argparse
 import asyncio
 import email.utils
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -130,6 +132,7 @@ class FakeServer(BatchAPI):
         slots: int | None = None,
         context: int = 2048,
         tokens_per_s: float | None = None,
+        jitter: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -144,6 +147,7 @@ class FakeServer(BatchAPI):
         self.default = default
         self.record = record
         self.slots, self.context, self.tokens_per_s = slots, context, tokens_per_s
+        self.jitter, self._jitter_rng = jitter, random.Random(0)
         self._slot_sem: asyncio.Semaphore | None = None  # made on the server's loop
         self.requests: list[Request] = []
         self.served = 0  # chat requests answered (any status), counted even when record=False
@@ -383,7 +387,7 @@ class FakeServer(BatchAPI):
         if kind == "slow":
             await asyncio.sleep(opts.get("delay", 5.0))
         elif self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.latency * (1 + self._jitter_rng.uniform(-self.jitter, self.jitter)))
         if kind == "429":
             self.rate_limited += 1
             extra = {}

@@ -9,39 +9,11 @@ from collections import defaultdict
 
 import pytest
 
+from tests.settings_fixtures import ScriptedTeacher
 from textbook.errors import TextbookError
 from textbook.settings.config import SettingsConfig
 from textbook.settings.run import generate_settings
 from textbook.shards import read_table
-
-
-class ScriptedTeacher:
-    """Paraphrases every seed three ways; the judge agrees except on the ones marked "mislabel"."""
-
-    def __init__(self):
-        self.labels: dict[str, dict] = {}
-
-    def __call__(self, messages):
-        text = messages[-1]["content"]
-        if text.startswith("You write realistic requests"):
-            seed = re.search(r'^The request: "(.*)"$', text, re.M).group(1)
-            target = json.loads(re.search(r"^As a settings call: (.*)$", text, re.M).group(1))
-            styles = re.findall(r"^- (\w+): ", text.split("one per style below")[1], re.M)
-            paraphrases = [{"style": styles[0], "text": f"please {seed}"},
-                           {"style": styles[1], "text": f"{seed} right now"},
-                           {"style": styles[2], "text": f"mislabel {seed}"}]
-            for p in paraphrases:
-                self.labels[p["text"]] = target
-            return json.dumps({"paraphrases": paraphrases})
-        assert text.startswith("You label requests")
-        answers = []
-        for i, request in re.findall(r"^(\d+)\. (.*)$", text, re.M):
-            label = self.labels[request]
-            if request.startswith("mislabel"):
-                answers.append({"i": int(i), "id": "none", "action": "none", "value": None})
-            else:
-                answers.append({"i": int(i), "id": label["id"], "action": label["action"], "value": label.get("value")})
-        return json.dumps({"answers": answers})
 
 
 def test_paraphrase_and_judge_through_the_fake_server(fake_teacher, tmp_path):

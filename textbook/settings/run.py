@@ -48,6 +48,7 @@ SAMPLES, REMOVED, RESUME = "settings", "settings-removed", ".settings-resume"
 SHARD_ROWS = 65_536  # a shard being filled is held in memory: this bounds peak RSS (~250 MB)
 TEACHER_CHECKPOINT_S = 30.0  # seconds of teacher batches between checkpoints
 JUDGE_MIN_ANSWERS, JUDGE_FIRST_SHARE = 30, 0.8  # a judge past this share of first-candidate answers is degenerate
+LOOKAHEAD = 1  # teacher batches asked ahead of the one being taken
 STALL_CHUNKS = 64  # chunks in a row without a new row: the catalogue cannot give --n samples under the cap
 
 
@@ -322,22 +323,35 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
     first, capped = b, tally.capped
     async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
         await teacher.check()
-        while tally.source.get("teacher", 0) < goal:
-            before = tally.rows
-            chunk = await teacher_chunk(ctx, teacher, prompts, b)
-            sink.take(chunk, goal - tally.source.get("teacher", 0))
-            b += 1
-            bar.update(tally.rows - before)
-            st["ledger"] = teacher.ledger.totals()  # every run into OUT, not this process's
-            # kept in the checkpoint state, so a resume does not restart the count
-            st["teacher_empty"] = st.get("teacher_empty", 0) + 1 if tally.rows == before else 0
-            if st["teacher_empty"] >= 3:  # the teacher stopped giving anything usable
-                break
-            # Each checkpoint rewrites the shard being filled; replies are cached, so redoing a few batches
-            # after a kill costs nothing but time.
-            if time.monotonic() - saved >= TEACHER_CHECKPOINT_S:
-                checkpoint("teacher", b, st["chunk"])
-                saved = time.monotonic()
+        # Each item's paraphrase and judge run one after the other, items concurrently; the next batch
+        # starts before this one's slowest items are back (LOOKAHEAD), so the teacher's slots never drain
+        # at a batch boundary. Batches are still taken in order: the dataset is the same.
+        ahead: deque[asyncio.Task] = deque()
+        launched = b
+        try:
+            while tally.source.get("teacher", 0) < goal:
+                while len(ahead) <= LOOKAHEAD:
+                    ahead.append(asyncio.ensure_future(teacher_chunk(ctx, teacher, prompts, launched)))
+                    launched += 1
+                before = tally.rows
+                chunk = await ahead.popleft()
+                sink.take(chunk, goal - tally.source.get("teacher", 0))
+                b += 1
+                bar.update(tally.rows - before)
+                st["ledger"] = teacher.ledger.totals()  # every run into OUT, not this process's
+                # kept in the checkpoint state, so a resume does not restart the count
+                st["teacher_empty"] = st.get("teacher_empty", 0) + 1 if tally.rows == before else 0
+                if st["teacher_empty"] >= 3:  # the teacher stopped giving anything usable
+                    break
+                # Each checkpoint rewrites the shard being filled; replies are cached, so redoing a few batches
+                # after a kill costs nothing but time.
+                if time.monotonic() - saved >= TEACHER_CHECKPOINT_S:
+                    checkpoint("teacher", b, st["chunk"])
+                    saved = time.monotonic()
+        finally:  # a batch asked ahead and not needed: its replies are cached for a larger --n
+            for task in ahead:
+                task.cancel()
+            await asyncio.gather(*ahead, return_exceptions=True)
     made = tally.source.get("teacher", 0)
     reasons = {**tally.teacher_removed, "duplicates_capped": tally.capped - capped}
     if made == 0 and b > first:
