@@ -102,3 +102,14 @@ def test_a_teacher_that_gives_every_document_the_same_score_is_a_failure_not_lab
     with pytest.raises(TextbookError, match=r"gave all 35 scored documents the same score \(3\)"):
         annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(n=35, seed=1), fake_teacher.config())
     assert read_table(tmp_path / "labels").num_rows == 35  # kept, for a look at the replies
+
+
+def test_preview_scores_a_few_documents_and_writes_nothing(tmp_path, fake_teacher):
+    web = [{"id": f"d{i}", "text": f"Document {i} about topic {i % 7}. " * 20} for i in range(10)]
+    pq.write_table(pa.Table.from_pylist(web), tmp_path / "w.parquet")
+    fake_teacher.replies = {"d3": "I refuse to grade this.", "": "Some teaching.\nEducational score: 2"}
+    report = annotate([str(tmp_path / "w.parquet")], tmp_path / "labels", AnnotateConfig(seed=1), fake_teacher.config(),
+                      preview=4)
+    text = str(report)
+    assert text.count("── d") == 4 and report["preview"] == 4 and "nothing written" in text
+    assert not (tmp_path / "labels").exists()

@@ -152,3 +152,19 @@ def test_a_judge_that_always_names_the_first_candidate_is_reported(fake_teacher,
     with pytest.raises(TextbookError, match="nothing usable: the judge named the first"):
         generate_settings(SettingsConfig(n=300, out=str(tmp_path / "none"), teacher_share=0.3, paraphrases=3, teacher_batch=16,
                                          seed=7), fake_teacher.config(concurrency=8, model="fake-model"), progress=False)
+
+
+def test_preview_paraphrases_and_judges_a_few_seeds_and_writes_nothing(fake_teacher, tmp_path, capsys, monkeypatch):
+    from tests.clirun import run_cli
+
+    fake_teacher.replies = ScriptedTeacher()
+    for name, value in fake_teacher.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "gen", "settings", "--preview", "3", "--paraphrases", "3", "--out", "s")
+    assert code == 0, err
+    assert out.count("\nkept     [") + out.startswith("kept     [") == 6 and out.count("dropped  judge_none: 'mislabel") == 3, out
+    assert "preview: 3 seeds: 6 samples would be kept, 3 dropped (judge_none 3); 6 requests sent, nothing written" in out
+    assert not (tmp_path / "s").exists()
+    code, _, err = run_cli(capsys, "gen", "settings", "--preview", "3", "--offline")
+    assert code == 2 and "needs a teacher" in err

@@ -138,6 +138,7 @@ def annotate(
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Directory of your own templates overriding the bundled ones by name."),
     config: Optional[Path] = options.config_option("annotate", "teacher"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
+    preview: int = typer.Option(0, "--preview", help="Score N sampled documents and print each (text, reply, score); write nothing."),
     batch: bool = typer.Option(False, "--batch", help="Score through the OpenAI Batch API (half price, within 24 h; a killed run resumes polling, never submits twice)."),
 ) -> None:
     """Have a teacher LLM score a sample of documents 0-5 for educational value (labels for `filter train`).
@@ -153,7 +154,7 @@ def annotate(
                   file=file.get("annotate", {}), section="annotate")
     teacher = resolve_teacher({"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency,
                                "timeout_s": timeout}, file)
-    options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts, batch=batch), config)
+    options.show(run_annotate(files, out, cfg, teacher, prompts_dir=prompts, batch=batch, preview=preview), config)
 
 
 def register(app: typer.Typer) -> None:

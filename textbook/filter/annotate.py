@@ -12,6 +12,7 @@ cache means nothing is paid twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
 from collections import Counter
@@ -140,10 +141,39 @@ async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_c
         return {**teacher.stats.as_dict(), "ledger": teacher.ledger.totals()}
 
 
+async def _preview(files: list[str], config: AnnotateConfig, teacher_cfg: TeacherConfig, prompts: Prompts) -> Report:
+    template = prompts.get(config.prompt)
+    docs = sample(files, config)
+    async with Teacher(teacher_cfg, cache_path=None, progress=False) as teacher:
+        await teacher.check()
+
+        async def one(doc):
+            messages = [{"role": "user", "content": template.render(text=extract(doc[1], config.chars), begin=BEGIN, end=END)}]
+            return await teacher.complete(messages, template_sha=template.sha256, validate=parse_score, temperature=0.0,
+                                          max_tokens=REPLY_TOKENS, stage="annotate")
+
+        replies = await teacher.map(docs, one)
+        sent = teacher.stats.requests
+    lines, scores = [], Counter()
+    for (doc_id, text), reply in zip(docs, replies):
+        rejected = isinstance(reply, TeacherRejected)
+        verdict = f"rejected: {reply.reason}" if rejected else f"score {parse_score(reply.text)}"
+        scores[verdict] += 1
+        said = (reply.raw or reply.detail or "") if rejected else reply.text
+        lines += [f"── {doc_id}: {' '.join(text.split())[:160]!r}",
+                  *("   │ " + line for line in said.strip().splitlines()[-6:]), f"   verdict: {verdict}"]
+    lines.append(f"preview: {len(docs)} documents: " + ", ".join(f"{k} x{v}" for k, v in sorted(scores.items()))
+                 + f"; {sent} requests sent, nothing written")
+    return Report({"preview": len(docs), "verdicts": dict(scores), "requests": sent}, lines)
+
+
 def annotate(files: list[str], out: str | Path, config: AnnotateConfig, teacher: TeacherConfig,
-             *, prompts_dir: str | Path | None = None, batch: bool = False) -> Report:
+             *, prompts_dir: str | Path | None = None, batch: bool = False, preview: int = 0) -> Report:
     """Score a sample of the inputs into `out`; returns counts and the teacher's usage. `batch`: first
-    attempts through the Batch API (textbook.teacher.batch)."""
+    attempts through the Batch API (textbook.teacher.batch). `preview` N: N sampled documents scored and
+    shown (text, reply, score or reason), nothing written."""
+    if preview:
+        return asyncio.run(_preview(files, dataclasses.replace(config, n=preview), teacher, Prompts(prompts_dir)))
     if batch and not teacher.cache:
         raise ConfigError("--batch hands its replies to the run through the response cache: drop --no-cache")
     with RunDir(out) as rundir:

@@ -91,14 +91,21 @@ class SettingsSummary(Report):
 
 
 def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None, *,
-                      progress: bool | None = None) -> SettingsSummary:
-    """Write cfg.n settings samples to cfg.out (templates; plus teacher paraphrases unless cfg.offline)."""
+                      progress: bool | None = None, preview: int = 0) -> SettingsSummary | Report:
+    """Write cfg.n settings samples to cfg.out (templates; plus teacher paraphrases unless cfg.offline).
+    `preview` N: N seeds paraphrased and judged, shown, nothing written (textbook.settings.preview)."""
     use_teacher = not cfg.offline and cfg.teacher_share > 0
     if use_teacher:
         if teacher is None or not teacher.model:
             raise ConfigError("no teacher configured: pass --offline for a template-only dataset, or --model "
                               "(with --base-url / --api-key, or TEXTBOOK_MODEL / OPENAI_BASE_URL / OPENAI_API_KEY)")
         require_teacher(teacher)
+    if preview:
+        if not use_teacher:
+            raise ConfigError("--preview shows what the teacher writes: it needs a teacher (drop --offline)")
+        from textbook.settings.preview import preview as run_preview
+
+        return asyncio.run(run_preview(cfg, teacher, preview))
     with RunDir(cfg.out) as rundir:
         return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress, rundir))
 
