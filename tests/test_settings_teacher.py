@@ -168,3 +168,18 @@ def test_preview_paraphrases_and_judges_a_few_seeds_and_writes_nothing(fake_teac
     assert not (tmp_path / "s").exists()
     code, _, err = run_cli(capsys, "gen", "settings", "--preview", "3", "--offline")
     assert code == 2 and "needs a teacher" in err
+
+
+def test_the_judge_prompt_lists_each_candidates_values_and_is_the_same_every_time():
+    import random
+
+    from textbook.prompts import Prompts
+    from textbook.settings import judge
+    from textbook.settings.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    enum = next(s for s in catalogue.settings if s.type == "enum")
+    first = judge.render(Prompts(), [enum], ["make it dark"])[0]["content"]
+    again = judge.render(Prompts(), [enum], ["make it dark"])[0]["content"]
+    assert first == again and "built-in method" not in first  # a stable prompt: the response cache can replay it
+    assert f"[enum: {judge.describe_values(enum)}]" in first

@@ -150,3 +150,20 @@ def test_annotate_scores_through_a_batch(tmp_path, fake_teacher):
     assert report["scored"] == 30 and fake_teacher.batches_created == 1 and fake_teacher.chat_requests() == []
     assert report["teacher"]["ledger"]["stages"]["annotate (batch)"]["succeeded"] == 30
     assert (tmp_path / "labels" / ".batch" / "state.json").is_file()
+
+
+def test_gen_settings_paraphrases_then_judges_through_two_batch_rounds(tmp_path, fake_teacher):
+    from tests.settings_fixtures import ScriptedTeacher
+    from textbook.settings.config import SettingsConfig
+    from textbook.settings.run import generate_settings
+
+    fake_teacher.replies = ScriptedTeacher()
+    cfg = SettingsConfig(n=200, out=str(tmp_path / "s"), teacher_share=0.5, paraphrases=3, teacher_batch=16)
+    summary = generate_settings(cfg, fake_teacher.config(concurrency=8), progress=False, batch=True)
+    assert summary.totals["teacher_rows"] == 100 and fake_teacher.batches_created % 2 == 0  # paraphrases, then judges
+    stages = ledger(tmp_path / "s")["stages"]
+    assert stages["paraphrase (batch)"]["succeeded"] > 0 and stages["judge (batch)"]["succeeded"] > 0
+    online = len(fake_teacher.chat_requests())
+    batched = stages["paraphrase (batch)"]["sent"] + stages["judge (batch)"]["sent"]
+    assert online == 0, (online, batched)  # rounds sized by the yield so far: every first attempt went through a batch
+    assert any(w.startswith("batch: ") for w in summary.warnings)

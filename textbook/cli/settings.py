@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         teacher_share: float = typer.Option(None, "--teacher-share", help=f"Share of --n made of teacher paraphrases. (default: {default(SettingsConfig, 'teacher_share')})"),
         paraphrases: int = typer.Option(None, "--paraphrases", help=f"Rewrites asked of the teacher per seed. (default: {default(SettingsConfig, 'paraphrases')})"),
         no_judge: bool = typer.Option(False, "--no-judge", help="Skip the second teacher pass that drops mislabelled paraphrases."),
+        batch: bool = typer.Option(False, "--batch", help="Paraphrases, then judges, through the OpenAI Batch API (half price, within 24 h each round); re-asks go online."),
         preview: int = typer.Option(0, "--preview", help="Paraphrase and judge N seeds and print what would be kept or dropped, and why; write nothing."),
         workers: int = typer.Option(None, "--workers", "-w", help=f"Processes rendering template samples; the data is the same for any number; 0 = auto: cores - 1, up to 4, from 100k samples on 4+ cores. (default: {default(SettingsConfig, 'workers')})"),
         fmt: str = options.format_option(SettingsConfig),
@@ -78,4 +79,4 @@ def register(app: typer.Typer) -> None:
                  "cache": False if no_cache else None},
                 file,
             )
-        options.show(generate_settings(cfg, teacher, preview=preview), config)
+        options.show(generate_settings(cfg, teacher, preview=preview, batch=batch), config)

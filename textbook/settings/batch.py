@@ -6,6 +6,7 @@ so a killed run resumes by replaying the batch from the cache at no cost.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
@@ -15,6 +16,8 @@ from textbook.settings import judge, paraphrase
 from textbook.settings.language import A
 from textbook.settings.pipeline import Chunk, Context, emit
 from textbook.teacher.client import Teacher, TeacherRejected
+
+EXPECTED_KEEP = 0.5  # share of asked paraphrases a batch keeps (judge, dedup): sizes the Batch API rounds
 
 
 async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int) -> Chunk:
@@ -75,3 +78,52 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
             emit(ctx, noise_rng, out, tokens=tokens, kinds=[ctx.lexicon.kind(t, A) for t in tokens], action=seed.action,
                  index=seed.setting, value=seed.value, style=style, source="teacher", group=seed.text)
     return out
+
+
+class _Collector:
+    """A teacher stand-in for the Batch API rounds: a request the cache can answer is answered (through the
+    real teacher), any other is collected as a Pending first attempt and rejected as `deferred`."""
+
+    def __init__(self, teacher: Teacher):
+        self.teacher, self.pending = teacher, []
+
+    async def complete(self, messages, **kwargs):
+        from textbook.teacher.batch import Pending
+
+        key, body, cached = self.teacher.first_request(messages, **kwargs)
+        if cached:
+            return await self.teacher.complete(messages, **kwargs)
+        self.pending.append(Pending(key, body, kwargs.get("stage", "teacher")))
+        raise TeacherRejected("deferred")
+
+    async def map(self, jobs, fn):
+        async def one(job):
+            try:
+                return await fn(job)
+            except TeacherRejected as exc:
+                return exc
+
+        return await asyncio.gather(*(one(job) for job in jobs))
+
+
+def chunks_needed(cfg, remaining: int, per_chunk: float | None) -> int:
+    """Teacher batches that likely give `remaining` samples: at the yield seen so far in this run, else at
+    EXPECTED_KEEP of the paraphrases asked; one more for the batch the run asks ahead."""
+    per_chunk = per_chunk or cfg.teacher_batch * cfg.paraphrases * EXPECTED_KEEP
+    return max(1, -(-remaining // max(1, int(per_chunk)))) + 1
+
+
+async def batch_rounds(ctx: Context, teacher: Teacher, prompts: Prompts, first: int, count: int, directory) -> dict[str, int]:
+    """--batch: the paraphrases, then the judges, of teacher batches first..first+count-1 through the Batch
+    API into the cache (two rounds: a judge reads its paraphrases). The run then takes them from the cache;
+    only re-asks go online. Each round has its own state directory, so a killed run resumes its polling."""
+    from textbook.teacher.batch import BatchRun
+
+    counts: dict[str, int] = {}
+    for name in ("paraphrase", "judge") if ctx.cfg.judge else ("paraphrase",):
+        collector = _Collector(teacher)
+        for b in range(first, first + count):
+            await teacher_chunk(ctx, collector, prompts, b)
+        done = await BatchRun(teacher, directory / f"{first:06d}-{name}").run(collector.pending)
+        counts = {k: counts.get(k, 0) + v for k, v in done.items()}
+    return counts

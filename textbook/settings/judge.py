@@ -46,7 +46,9 @@ def shortlist(catalogue: Catalogue, index: int, confusable: set[int], rng: rando
 
 
 def render(prompts: Prompts, candidates: list[Setting], requests: list[str], product: str = "Windows") -> list[dict]:
-    rows = [{"id": s.id, "name": s.name, "type": s.type, "values": describe_values(s), "description": s.description}
+    # "choices", not "values": Jinja reads `c.values` as the dict's own .values method (its repr, with a memory
+    # address, made every judge prompt unique, so the response cache never replayed one)
+    rows = [{"id": s.id, "name": s.name, "type": s.type, "choices": describe_values(s), "description": s.description}
             for s in candidates]
     return [{"role": "user", "content": prompts.render(TEMPLATE, product=product, candidates=rows, requests=requests)}]
 

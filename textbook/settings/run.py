@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -91,9 +91,13 @@ class SettingsSummary(Report):
 
 
 def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None, *,
-                      progress: bool | None = None, preview: int = 0) -> SettingsSummary | Report:
+                      progress: bool | None = None, preview: int = 0, batch: bool = False) -> SettingsSummary | Report:
     """Write cfg.n settings samples to cfg.out (templates; plus teacher paraphrases unless cfg.offline).
-    `preview` N: N seeds paraphrased and judged, shown, nothing written (textbook.settings.preview)."""
+    `preview` N: N seeds paraphrased and judged, shown, nothing written (textbook.settings.preview).
+    `batch`: paraphrases and judges through the Batch API first (textbook.settings.batch.batch_rounds)."""
+    if batch and (teacher is None or not teacher.cache or cfg.offline):
+        raise ConfigError("--batch sends the teacher's requests through the Batch API and hands the replies to the "
+                          "run through the response cache: it needs a teacher and the cache (no --offline, no --no-cache)")
     use_teacher = not cfg.offline and cfg.teacher_share > 0
     if use_teacher:
         if teacher is None or not teacher.model:
@@ -107,7 +111,7 @@ def generate_settings(cfg: SettingsConfig, teacher: TeacherConfig | None = None,
 
         return asyncio.run(run_preview(cfg, teacher, preview))
     with RunDir(cfg.out) as rundir:
-        return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress, rundir))
+        return asyncio.run(_generate(cfg, teacher if use_teacher else None, progress, rundir, batch))
 
 
 def _sha(path: Path) -> str:
@@ -209,7 +213,7 @@ def _template_chunks(ctx: Context, start: int, workers: int) -> Iterator[Chunk]:
 
 
 async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, progress: bool | None,
-                    rundir: RunDir) -> SettingsSummary:
+                    rundir: RunDir, batch: bool = False) -> SettingsSummary:
     started = time.monotonic()
     out = Path(cfg.out)
     ctx = build_context(cfg)
@@ -267,7 +271,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
     bar = progress_bar(cfg.n, initial=min(tally.rows, cfg.n), unit="samples", desc="settings", show=progress)
     try:
         if st["phase"] == "teacher":
-            await _teacher_phase(ctx, teacher_cfg, prompts, out, sink, st, checkpoint, bar)
+            await _teacher_phase(ctx, teacher_cfg, prompts, out, sink, st, checkpoint, bar, batch)
         k = st["chunk"]
         chunks = _template_chunks(ctx, k, _workers(cfg, cfg.n - tally.rows))
         stalled = 0
@@ -302,7 +306,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
                ledger_lines=describe(st.get("ledger") or {}))
     rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
-    warnings += _judge_warning(tally)
+    warnings += _judge_warning(tally) + ([st["batch_note"]] if st.get("batch_note") else [])
     return SettingsSummary(out, totals, time.monotonic() - started, resumed_from, warnings=warnings,
                            ledger=st.get("ledger") or {})
 
@@ -320,16 +324,19 @@ def _judge_warning(tally: Tally) -> list[str]:
             f"~{1 / SHORTLIST:.0%}): it is not reading them; use a stronger --model, or pass --no-judge"]
 
 
-async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar) -> None:
-    from textbook.settings.batch import teacher_chunk
+async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: dict, checkpoint, bar,
+                         batch: bool = False) -> None:
+    from textbook.settings.batch import batch_rounds, chunks_needed, teacher_chunk
+    from textbook.teacher.batch import BATCH_DIR
     from textbook.teacher.client import Teacher
 
     cfg, tally = ctx.cfg, sink.tally
     goal = round(cfg.n * cfg.teacher_share)
     b, saved = st["batch"], time.monotonic()
-    first, capped = b, tally.capped
+    first, capped, made_before = b, tally.capped, tally.source.get("teacher", 0)
     async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
         await teacher.check()
+        batched_until, batched = b, Counter()  # --batch: teacher batches whose first attempts went through the Batch API
         # Each item's paraphrase and judge run one after the other, items concurrently; the next batch
         # starts before this one's slowest items are back (LOOKAHEAD), so the teacher's slots never drain
         # at a batch boundary. Batches are still taken in order: the dataset is the same.
@@ -338,6 +345,13 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
         try:
             while tally.source.get("teacher", 0) < goal:
                 while len(ahead) <= LOOKAHEAD:
+                    if batch and launched >= batched_until:  # the next round: sized by this run's yield so far
+                        made_here = tally.source.get("teacher", 0) - made_before
+                        count = chunks_needed(cfg, goal - tally.source.get("teacher", 0), made_here / (b - first) if b > first else None)
+                        batched.update(await batch_rounds(ctx, teacher, prompts, launched, count, out / BATCH_DIR))
+                        batched_until = launched + count
+                        st["batch_note"] = (f"batch: {batched['submitted']:,} requests submitted, {batched['answered']:,} "
+                                            f"answered at half price, {batched['errors']:,} left to the online path")
                     ahead.append(asyncio.ensure_future(teacher_chunk(ctx, teacher, prompts, launched)))
                     launched += 1
                 before = tally.rows
