@@ -171,8 +171,6 @@ def test_preview_paraphrases_and_judges_a_few_seeds_and_writes_nothing(fake_teac
 
 
 def test_the_judge_prompt_lists_each_candidates_values_and_is_the_same_every_time():
-    import random
-
     from textbook.prompts import Prompts
     from textbook.settings import judge
     from textbook.settings.catalogue import load_catalogue
