@@ -1,8 +1,6 @@
 """`textbook filter FILES... --out DIR`, `textbook filter annotate ...`, `textbook filter train ...`.
 
-Click cannot give a group both a variadic FILES argument and subcommands (the files would swallow
-the subcommand's name), so `filter` is a group whose first word is checked: a subcommand name runs
-that subcommand, anything else runs the hidden `run` command with all the words.
+`filter` is a DefaultGroup (textbook.cli.group): `filter FILES...` runs the hidden `run` command.
 """
 
 from __future__ import annotations
@@ -12,44 +10,21 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from typer.core import TyperGroup
 
 from textbook.bundled import preset_names
 from textbook.cli import options
+from textbook.cli.group import DefaultGroup
 from textbook.cli.options import default
 from textbook.config import load_config_file, resolve
 from textbook.filter.config import AnnotateConfig, Classifier, ClassifierTrainConfig, FilterRun
 from textbook.teacher.config import TeacherConfig
 
 
-class _DefaultGroup(TyperGroup):
-    """Routes `filter X ...` to `filter run X ...` unless X is a subcommand (or --help)."""
-
-    default = "run"
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = [self.default, *args]
-        return super().parse_args(ctx, args)
-
-    def format_help(self, ctx: typer.Context, formatter) -> None:
-        # `textbook filter --help` teaches the main use first: the run command's help, then the rest
-        command = self.commands[self.default]
-        with type(ctx)(command, info_name=ctx.info_name, parent=ctx.parent) as sub:  # typer's own click
-            command.format_help(sub, formatter)
-        rows = [(name, cmd.get_short_help_str(120)) for name, cmd in self.commands.items() if not cmd.hidden]
-        with formatter.section("Other commands"):
-            formatter.write_dl(rows)
-
-    def list_commands(self, ctx: typer.Context) -> list[str]:
-        return [name for name in self.commands if name != self.default]
-
-
 _ct = functools.partial(default, ClassifierTrainConfig)
 
 filter_app = typer.Typer(
     name="filter",
-    cls=_DefaultGroup,
+    cls=DefaultGroup,
     add_completion=False,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -30,6 +30,7 @@ def gen(
     topics: Path = typer.Option(None, "--topics", help="A topics.json to use instead of asking the teacher (edit the one a run saves in --out)."),
     depth: int = typer.Option(None, "--depth", help=f"Levels of subtopics below the topic. (default: {default(GenConfig, 'depth')})"),
     breadth: int = typer.Option(None, "--breadth", help=f"Subtopics per node. (default: {default(GenConfig, 'breadth')})"),
+    shard: str = typer.Option(None, "--shard", help="I/N: make slice I of N of the plan (items whose plan_id % N == I), for N machines; merge with `textbook shards merge`. Needs --topics (one tree for all slices)."),
     seed: int = typer.Option(None, "--seed", help=f"Seed of the plan (which topic gets which constraints). (default: {default(GenConfig, 'seed')})"),
     concurrency: int = typer.Option(None, "--concurrency", "-c", help=f"Requests in flight at most. (default: {default(TeacherConfig, 'concurrency')})"),
     rpm: float = typer.Option(None, "--rpm", help=f"Client-side requests/minute limit (0 = none). (default: {default(TeacherConfig, 'requests_per_minute')})"),
@@ -69,7 +70,7 @@ def gen(
 
     file = load_config_file(config)
     gen_cfg = resolve_gen(
-        {"topic": topic, "kind": kind, "n": n, "depth": depth, "breadth": breadth, "seed": seed,
+        {"topic": topic, "kind": kind, "n": n, "depth": depth, "breadth": breadth, "seed": seed, "shard": shard,
          "prompts": str(prompts) if prompts else None, "format": fmt},
         file,
     )

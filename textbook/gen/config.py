@@ -47,6 +47,15 @@ class GenConfig:
     exec_cpu_s: int = 5
     exec_memory_mb: int = 512
     exec_workers: int = 0  # parallel sandbox runs; 0 = one per CPU
+    shard: str = ""  # "I/N": only the plan items whose plan_id % N == I (one of N machines); "" = the whole plan
+
+    @property
+    def slice(self) -> tuple[int, int]:
+        """(I, N) of --shard I/N; (0, 1) for the whole plan."""
+        if not self.shard:
+            return 0, 1
+        i, n = self.shard.split("/")
+        return int(i), int(n)
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -65,4 +74,8 @@ def resolve_gen(cli: Mapping[str, Any], file: Mapping[str, Any]) -> GenConfig:
         raise ConfigError(f"unknown format {config.format!r}: use --format {', '.join(FORMATS)}")
     if config.depth < 0 or config.breadth < 1:
         raise ConfigError("--depth must be >= 0 and --breadth >= 1")
+    if config.shard:
+        parts = config.shard.split("/")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
+            raise ConfigError(f"--shard {config.shard!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 on the first of 4 machines")
     return config

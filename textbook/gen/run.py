@@ -118,7 +118,11 @@ def _axes(gen: GenConfig) -> Axes:
 
 
 def _plan(gen: GenConfig, tree: dict, vocabulary: dict) -> list[PlanItem]:
-    return build_plan(tree, n=gen.n, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, function_names=gen.kind == "exercises")
+    """The seeded plan, or with --shard I/N its slice: the items whose plan_id % N == I. Item i depends only
+    on i, so N machines planning the same tree get disjoint slices of one plan (`textbook shards merge`)."""
+    items = build_plan(tree, n=gen.n, seed=gen.seed, axes=_axes(gen), vocabulary=vocabulary, function_names=gen.kind == "exercises")
+    i, n = gen.slice
+    return items if n == 1 else [item for item in items if item.plan_id % n == i]
 
 
 @contextlib.contextmanager
@@ -257,7 +261,8 @@ class _Run:
 def _fingerprint(gen: GenConfig, teacher_cfg: TeacherConfig, tree: dict, vocabulary: dict, template_sha: str) -> dict:
     """What decides a gen output's rows: a rerun resumes only when it matches (--n aside: a larger one
     extends the plan), so rows of two plans or two teachers never mix in one output."""
-    return {"kind": gen.kind, "topic": gen.topic, "seed": gen.seed, "audiences": list(gen.audiences),
+    slice_of = {"n": gen.n, "shard": gen.shard} if gen.shard else {}  # slices of one plan: its size is fixed
+    return {**slice_of, "kind": gen.kind, "topic": gen.topic, "seed": gen.seed, "audiences": list(gen.audiences),
             "styles": list(gen.styles), "difficulties": list(gen.difficulties), "words_per_prompt": gen.words_per_prompt,
             "template_sha": template_sha, "topics": hashlib.sha256(json.dumps(leaves(tree)).encode()).hexdigest()[:16],
             "model": teacher_cfg.model,
@@ -275,6 +280,11 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
     async with Teacher(teacher_cfg, cache_path=cache_path, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
         await teacher.check()
         tree, _ = _known_topics(gen, out, topics_file)
+        if tree is None and gen.shard:  # every slice must plan from one tree: not one the teacher writes anew
+            tree = bundled_topics(gen.topic, gen.prompts)
+            if tree is None:
+                raise ConfigError("--shard: every slice must plan from the same topic tree: pass --topics FILE (the "
+                                  "topics.json of an earlier run, or one you write)")
         if tree is None:
             tree = await expand_topics(teacher, prompts, gen.topic, depth=gen.depth, breadth=gen.breadth)
         save_topics(out / TOPICS_FILE, tree)
@@ -288,7 +298,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         if todo and confirm is not None and not confirm(f"{len(todo):,} requests to {teacher_cfg.model} ({len(done):,} already done)"):
             raise TextbookError("cancelled: nothing was generated")
         batch = await run.submit_batch(todo, out) if batch_mode and todo else None
-        run.sink.open_bar(gen.n, len(done), progress)
+        run.sink.open_bar(len(plan), len(done), progress)
         with _frozen_heap():
             await run.run(todo)
         this_run = teacher.stats.as_dict()
@@ -298,7 +308,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
         sink.kept_dir, sink.rejects_dir, teacher_cfg.model, teacher_cfg.price_file
     )
     summary = GenSummary(
-        gen.kind, gen.n, rows, rejected, prompt_tokens, completion_tokens, cost, time.perf_counter() - start, this_run,
+        gen.kind, len(plan), rows, rejected, prompt_tokens, completion_tokens, cost, time.perf_counter() - start, this_run,
         paths={"rows": str(sink.kept_dir), "rejects": str(sink.rejects_dir), "topics": str(out / TOPICS_FILE)},
         ledger=ledger, notes=list(teacher.notes),
     )

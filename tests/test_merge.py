@@ -1,0 +1,76 @@
+"""`gen --shard I/N` on N "machines", then `textbook shards merge`: exactly the plan, once; wrong sets refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.gen_fixtures import GenReplies
+from textbook.errors import ConfigError, TextbookError
+from textbook.gen.config import GenConfig, resolve_gen
+from textbook.gen.run import generate
+from textbook.merge import merge_slices
+from textbook.shards import read_manifest, read_table
+
+TREE = {"topic": "Python", "subtopics": [{"topic": t} for t in ("Loops", "Sets", "Closures", "Decorators")]}
+N = 30
+
+
+def slices(tmp_path, server, k: int, **gen) -> list:
+    (tmp_path / "topics.json").write_text(json.dumps(TREE))
+    outs = []
+    for i in range(k):
+        out = tmp_path / f"part-{i}"
+        generate(GenConfig(n=N, shard=f"{i}/{k}", **gen), server.config(), out=out, topics_file=tmp_path / "topics.json",
+                 progress=False)
+        outs.append(out)
+    return outs
+
+
+def plan_ids(out, kind="textbook"):
+    return (read_table(out / kind, ["plan_id"])["plan_id"].to_pylist()
+            + read_table(out / f"{kind}-rejects", ["plan_id"])["plan_id"].to_pylist())
+
+
+def test_three_slices_merge_into_exactly_the_plan(tmp_path, fake_teacher):
+    fake_teacher.replies = GenReplies(nocode_every=5)
+    outs = slices(tmp_path, fake_teacher, 3)
+    assert sorted(plan_ids(outs[1])) == [i for i in range(N) if i % 3 == 1]  # a slice is its share of the plan
+    report = merge_slices(outs, tmp_path / "merged")
+    merged = tmp_path / "merged"
+    assert sorted(plan_ids(merged)) == list(range(N))  # all of it, once
+    manifest = read_manifest(merged / "textbook")
+    assert manifest["complete"] and manifest["rows"] == report["rows"]["textbook"] == read_table(merged / "textbook").num_rows
+    # the same plan made whole on one machine has the same items (item i depends only on i)
+    whole = tmp_path / "whole"
+    generate(GenConfig(n=N), fake_teacher.config(), out=whole, topics_file=tmp_path / "topics.json", progress=False)
+    cols = ["plan_id", "topic", "audience", "style", "words"]
+    a = sorted(read_table(whole / "textbook", cols).to_pylist(), key=lambda r: r["plan_id"])
+    b = sorted(read_table(merged / "textbook", cols).to_pylist(), key=lambda r: r["plan_id"])
+    assert a == b
+
+
+def test_missing_twice_unfinished_or_foreign_slices_are_refused(tmp_path, fake_teacher):
+    fake_teacher.replies = GenReplies()
+    outs = slices(tmp_path, fake_teacher, 3)
+    with pytest.raises(TextbookError, match=r"slice\(s\) 2/3 missing: run `textbook gen ... --shard 2/3`"):
+        merge_slices(outs[:2], tmp_path / "m")
+    with pytest.raises(TextbookError, match="slice 1/3 is given twice"):
+        merge_slices([outs[0], outs[1], outs[1]], tmp_path / "m")
+    other = tmp_path / "other"
+    generate(GenConfig(n=N, shard="2/3", seed=9), fake_teacher.config(), out=other, topics_file=tmp_path / "topics.json",
+             progress=False)
+    with pytest.raises(TextbookError, match=r"slices of different plans \(seed: 0 -> 9"):
+        merge_slices([outs[0], outs[1], other], tmp_path / "m")
+    with pytest.raises(TextbookError, match="is a whole run, not a slice"):
+        generate(GenConfig(n=5), fake_teacher.config(), out=tmp_path / "w", topics_file=tmp_path / "topics.json", progress=False)
+        merge_slices([tmp_path / "w"], tmp_path / "m")
+
+
+def test_shard_flag_is_checked_and_needs_one_tree(tmp_path, fake_teacher):
+    with pytest.raises(ConfigError, match="give I/N with 0 <= I < N"):
+        resolve_gen({"shard": "3/3"}, {})
+    fake_teacher.replies = GenReplies()
+    with pytest.raises(ConfigError, match="every slice must plan from the same topic tree"):
+        generate(GenConfig(topic="gardening", n=5, shard="0/2"), fake_teacher.config(), out=tmp_path / "g", progress=False)
