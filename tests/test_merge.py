@@ -74,3 +74,22 @@ def test_shard_flag_is_checked_and_needs_one_tree(tmp_path, fake_teacher):
     fake_teacher.replies = GenReplies()
     with pytest.raises(ConfigError, match="every slice must plan from the same topic tree"):
         generate(GenConfig(topic="gardening", n=5, shard="0/2"), fake_teacher.config(), out=tmp_path / "g", progress=False)
+
+
+def test_the_ray_example_runs_the_slices_as_ray_tasks_and_merges(tmp_path, fake_teacher):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    fake_teacher.replies = GenReplies()
+    (tmp_path / "topics.json").write_text(json.dumps(TREE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEXTBOOK_"))} | fake_teacher.env()
+    example = Path(__file__).resolve().parents[1] / "examples" / "ray_gen_slices.py"
+    done = subprocess.run([sys.executable, str(example), "--slices", "3", "--out", "runs", "--num-cpus", "2", "--",
+                           "--topics", "topics.json", "--n", str(N)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "merged 3 slices of one plan" in done.stdout
+    assert sorted(plan_ids(tmp_path / "runs" / "merged")) == list(range(N))
