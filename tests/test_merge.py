@@ -93,3 +93,25 @@ def test_the_ray_example_runs_the_slices_as_ray_tasks_and_merges(tmp_path, fake_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "merged 3 slices of one plan" in done.stdout
     assert sorted(plan_ids(tmp_path / "runs" / "merged")) == list(range(N))
+
+
+def test_settings_slices_merge_into_one_dataset_of_n_samples(tmp_path):
+    from textbook.settings.config import SettingsConfig
+    from textbook.settings.run import generate_settings
+
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"s-{i}"
+        summary = generate_settings(SettingsConfig(n=301, out=str(out), offline=True, shard=f"{i}/2"), progress=False)
+        assert summary.totals["rows"] == (151 if i == 0 else 150)  # each its share of --n
+        outs.append(out)
+    a, b = (set(read_table(o / "settings", ["clean_query"])["clean_query"].to_pylist()) for o in outs)
+    assert len(a & b) < 0.2 * min(len(a), len(b))  # other chunks, other seeds (common short phrasings aside)
+    report = merge_slices(outs, tmp_path / "merged")
+    assert report["rows"]["settings"] == 301 == read_table(tmp_path / "merged" / "settings").num_rows
+    assert read_manifest(tmp_path / "merged" / "settings")["totals"]["rows"] == 301
+    # one machine, no --shard, draws what it always drew (slice 0 of 1)
+    whole = generate_settings(SettingsConfig(n=150, out=str(tmp_path / "w"), offline=True), progress=False)
+    again = generate_settings(SettingsConfig(n=150, out=str(tmp_path / "w0"), offline=True, shard="0/1"), progress=False)
+    assert read_table(tmp_path / "w" / "settings").to_pylist() == read_table(tmp_path / "w0" / "settings").to_pylist()
+    assert whole.totals["rows"] == again.totals["rows"] == 150

@@ -112,7 +112,8 @@ def _merge_stream(stream: str, slices: list[Path], target: Path) -> int:
                 raise TextbookError(f"{source} does not match its manifest's sha256: that slice is damaged; rerun it")
             shards.append({**entry, "file": name, "from": str(source)})
         for key, value in (manifest.get("totals") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # counts and dollars add up across slices; rates and averages do not, so they are left out
+            if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and key.endswith("_usd")):
                 totals[key] = totals.get(key, 0) + value
     keep = {k: v for k, v in manifests[0].items() if k not in ("shards", "rows", "totals", "state", "complete")}
     merged = {**keep, "complete": True, "rows": sum(s["rows"] for s in shards), "shards": shards,

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         teacher_share: float = typer.Option(None, "--teacher-share", help=f"Share of --n made of teacher paraphrases. (default: {default(SettingsConfig, 'teacher_share')})"),
         paraphrases: int = typer.Option(None, "--paraphrases", help=f"Rewrites asked of the teacher per seed. (default: {default(SettingsConfig, 'paraphrases')})"),
         no_judge: bool = typer.Option(False, "--no-judge", help="Skip the second teacher pass that drops mislabelled paraphrases."),
+        shard: str = typer.Option(None, "--shard", help="I/N: make slice I of N (its share of --n, from chunks no other slice uses), for N machines; merge with `textbook shards merge`."),
         batch: bool = typer.Option(False, "--batch", help="Paraphrases, then judges, through the OpenAI Batch API (half price, within 24 h each round); re-asks go online."),
         preview: int = typer.Option(0, "--preview", help="Paraphrase and judge N seeds and print what would be kept or dropped, and why; write nothing."),
         workers: int = typer.Option(None, "--workers", "-w", help=f"Processes rendering template samples; the data is the same for any number; 0 = auto: cores - 1, up to 4, from 100k samples on 4+ cores. (default: {default(SettingsConfig, 'workers')})"),
@@ -68,7 +69,7 @@ def register(app: typer.Typer) -> None:
             {"n": n, "out": str(out) if out else None, "catalogue": str(catalogue) if catalogue else None,
              "seed": seed, "noise_rate": noise_rate, "none_rate": none_rate, "format": fmt,
              "offline": True if offline else None, "teacher_share": teacher_share, "paraphrases": paraphrases,
-             "judge": False if no_judge else None, "workers": workers, "prompts": str(prompts) if prompts else None},
+             "judge": False if no_judge else None, "shard": shard, "workers": workers, "prompts": str(prompts) if prompts else None},
             file,
         )
         teacher = None

@@ -22,13 +22,14 @@ EXPECTED_KEEP = 0.5  # share of asked paraphrases a batch keeps (judge, dedup): 
 
 async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int) -> Chunk:
     cfg, settings = ctx.cfg, ctx.catalogue.settings
-    rng = random.Random(f"{cfg.seed}:teacher:{b}")
+    g = cfg.chunk(b)  # run-wide: slices of a --shard run ask disjoint batches
+    rng = random.Random(f"{cfg.seed}:teacher:{g}")
     jobs = []
     for j in range(cfg.teacher_batch):
         seed = ctx.bank.draw(rng, ctx.chooser.pick(rng))
         if seed is not None:
-            jobs.append((seed, paraphrase.styles_for(cfg.paraphrases, b * cfg.teacher_batch + j),
-                         random.Random(f"{cfg.seed}:judge:{b}:{j}")))
+            jobs.append((seed, paraphrase.styles_for(cfg.paraphrases, g * cfg.teacher_batch + j),
+                         random.Random(f"{cfg.seed}:judge:{g}:{j}")))
     para_sha = prompts.get(paraphrase.TEMPLATE).sha256
     judge_sha = prompts.get(judge.TEMPLATE).sha256
 
@@ -59,7 +60,7 @@ async def teacher_chunk(ctx: Context, teacher: Teacher, prompts: Prompts, b: int
 
     results = await teacher.map(jobs, work)
     out = Chunk()
-    noise_rng = random.Random(f"{cfg.seed}:teacher-noise:{b}")
+    noise_rng = random.Random(f"{cfg.seed}:teacher-noise:{g}")
     for (seed, _, _), result in zip(jobs, results):
         s = settings[seed.setting]
         target = format_target(seed.action, s.id, seed.value)

@@ -37,6 +37,7 @@ class SettingsConfig:
     workers: int = 0  # processes rendering template chunks; 0 = auto (from 100k samples on 4+ cores: cores - 1, up to 4)
     checkpoint_chunks: int = 16  # template chunks (4,096 candidates each) between checkpoints
     prompts: str | None = None  # directory overriding prompts/*.j2
+    shard: str = ""  # "I/N": slice I of N (chunks I, I+N, ...; its share of n), for N machines; "" = the whole run
 
     def __post_init__(self) -> None:
         # Here, not in the CLI: a config built in code or from textbook.toml is checked the same way.
@@ -54,10 +55,36 @@ class SettingsConfig:
             (self.workers >= 0, "--workers must be >= 0 (0 = auto)"),
             (self.checkpoint_chunks >= 1, "checkpoint_chunks must be >= 1"),
             (0.0 <= self.popularity_floor <= 1.0, "popularity_floor must be between 0 and 1"),
+            (not self.shard or _slice_ok(self.shard), f"--shard {self.shard!r}: give I/N with 0 <= I < N, e.g. --shard 0/4"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def slice(self) -> tuple[int, int]:
+        """(I, N) of --shard I/N; (0, 1) for the whole run."""
+        if not self.shard:
+            return 0, 1
+        i, n = self.shard.split("/")
+        return int(i), int(n)
+
+    @property
+    def target(self) -> int:
+        """Samples this run writes: n, or with --shard I/N its share of n (the first n % N slices one more)."""
+        i, k = self.slice
+        return self.n // k + (i < self.n % k)
+
+    def chunk(self, local: int) -> int:
+        """The run-wide index of this slice's `local`-th chunk: I + N * local. Chunks are seeded by it, so
+        slices draw disjoint seeds and one machine (I=0, N=1) draws exactly what it always did."""
+        i, k = self.slice
+        return i + k * local
+
+
+def _slice_ok(shard: str) -> bool:
+    parts = shard.split("/")
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < int(parts[1])
 
 
 def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> SettingsConfig:

@@ -128,7 +128,7 @@ def emit(ctx: Context, rng: random.Random, out: Chunk, *, tokens: list[str], kin
 
 def candidate_chunk(ctx: Context, k: int) -> Chunk:
     """Chunk k of template candidates (deterministic in the config's seed and k)."""
-    rng = random.Random(f"{ctx.cfg.seed}:template:{k}")
+    rng = random.Random(f"{ctx.cfg.seed}:template:{ctx.cfg.chunk(k)}")
     out = Chunk()
     bank, pick, none_rate = ctx.bank, ctx.chooser.pick, ctx.cfg.none_rate
     for _ in range(CHUNK):

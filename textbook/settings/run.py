@@ -121,8 +121,11 @@ def _sha(path: Path) -> str:
 def _fingerprint(cfg: SettingsConfig, ctx: Context, teacher: TeacherConfig | None, prompt_shas: dict) -> dict[str, Any]:
     """Everything that decides the content (not where it goes, how many processes render it, or --n:
     a larger --n extends a finished run)."""
-    config = {k: v for k, v in public_dict(cfg).items() if k not in ("n", "out", "workers", "prompts", "catalogue", "checkpoint_chunks")}
+    config = {k: v for k, v in public_dict(cfg).items()
+              if k not in ("n", "out", "workers", "prompts", "catalogue", "checkpoint_chunks", "shard")}
+    slice_of = {"n": cfg.n, "shard": cfg.shard} if cfg.shard else {}  # slices of one run: its size is fixed
     parts = {
+        **slice_of,
         "config": config,
         "catalogue": _sha(Path(ctx.catalogue.path)),
         "language": [_sha(p) for p in sorted(LANGUAGE_DIR.glob("*.yaml"))],
@@ -233,7 +236,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
         raise TextbookError(f"{samples_dir} was made with a different config, catalogue or teacher: "
                             "write to a new --out, or delete it to start over")
     rundir.claim(parts, "a settings dataset")
-    if old is not None and old.get("complete") and old["rows"] >= cfg.n:
+    if old is not None and old.get("complete") and old["rows"] >= cfg.target:
         return SettingsSummary(out, old["totals"], 0.0, old["rows"], already_complete=True)
     meta = {"fingerprint": fp, "config": public_dict(cfg),
             "catalogue": {"name": ctx.catalogue.name, "path": ctx.catalogue.path, "settings": len(ctx.catalogue)},
@@ -244,7 +247,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
                           "removed_rows": 0, "sketch": None, "tally": {}, "ledger": {}}
     tally = Tally(st["tally"])
     if st["phase"] == "done":  # a larger --n extends a finished run
-        more_teacher = teacher_cfg is not None and tally.source.get("teacher", 0) < round(cfg.n * cfg.teacher_share)
+        more_teacher = teacher_cfg is not None and tally.source.get("teacher", 0) < round(cfg.target * cfg.teacher_share)
         st["phase"] = "teacher" if more_teacher else "template"
     resume_dir = out / RESUME
     resume_dir.mkdir(parents=True, exist_ok=True)
@@ -268,17 +271,17 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
             if old_file.name != name:
                 old_file.unlink()
 
-    bar = progress_bar(cfg.n, initial=min(tally.rows, cfg.n), unit="samples", desc="settings", show=progress)
+    bar = progress_bar(cfg.target, initial=min(tally.rows, cfg.target), unit="samples", desc="settings", show=progress)
     try:
         if st["phase"] == "teacher":
             await _teacher_phase(ctx, teacher_cfg, prompts, out, sink, st, checkpoint, bar, batch)
         k = st["chunk"]
-        chunks = _template_chunks(ctx, k, _workers(cfg, cfg.n - tally.rows))
+        chunks = _template_chunks(ctx, k, _workers(cfg, cfg.target - tally.rows))
         stalled = 0
         try:
-            while tally.rows < cfg.n:
+            while tally.rows < cfg.target:
                 before = tally.rows
-                sink.take(next(chunks), cfg.n - tally.rows)
+                sink.take(next(chunks), cfg.target - tally.rows)
                 k += 1
                 bar.update(tally.rows - before)
                 stalled = stalled + 1 if tally.rows == before else 0
@@ -331,7 +334,7 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
     from textbook.teacher.client import Teacher
 
     cfg, tally = ctx.cfg, sink.tally
-    goal = round(cfg.n * cfg.teacher_share)
+    goal = round(cfg.target * cfg.teacher_share)
     b, saved = st["batch"], time.monotonic()
     first, capped, made_before = b, tally.capped, tally.source.get("teacher", 0)
     async with Teacher(teacher_cfg, cache_path=out / CACHE_FILE, ledger_path=out / LEDGER_FILE, progress=False) as teacher:
