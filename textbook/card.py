@@ -86,7 +86,7 @@ def write_card(out: str | Path, title: str, streams: dict[str, str], *, about: s
                           "splits": [{"name": "train", "num_examples": manifest["rows"]}]})
         rows_total += manifest["rows"] if not name.endswith(("rejects", "removed")) else 0
         table.append(f"| `{name}` | `{rel or '.'}` | {manifest['rows']:,} | {len(files)} | {manifest['format']} |")
-    front = {"pretty_name": title, "size_categories": [size_category(rows_total)], "tags": ["synthetic", "textbook", *tags],
+    front = {"pretty_name": title, "size_categories": [size_category(rows_total)], "tags": ["textbook", *tags],  # the toolkit's name; the caller says what the data is
              "configs": configs}
     if infos:
         front["dataset_info"] = infos

@@ -323,7 +323,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
                about=f"Synthetic {gen.kind} written by a teacher LLM in the manner of phi-1 (\"Textbooks Are All You Need\"): "
                      "a seeded plan crosses a topic tree with audiences, styles, difficulties and random words; every row "
                      "passed its checks" + (" and its tests ran in a sandbox." if gen.kind == "exercises" else "."),
-               tags=[gen.kind, "phi"], ledger_lines=describe(ledger),
+               tags=["synthetic", gen.kind, "phi"], ledger_lines=describe(ledger),
                provenance={"gen": public_dict(gen), "teacher": public_dict(teacher_cfg),
                            "template": {run.module.TEMPLATE: prompts.get(run.module.TEMPLATE).sha256}, "totals": totals})
     rundir.finish()

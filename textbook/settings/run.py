@@ -305,7 +305,7 @@ async def _generate(cfg: SettingsConfig, teacher_cfg: TeacherConfig | None, prog
                about="Requests typed into an OS settings search box, each labelled with the settings function call it "
                      "asks for (the Mu settings-agent recipe): seed grammar over a catalogue, teacher paraphrases checked "
                      "by a judge, noise injection, smart sampling; split train/validation/test by seed.",
-               tags=["settings-agent", "function-calling"], provenance={**report_meta, "totals": totals},
+               tags=["synthetic", "settings-agent", "function-calling"], provenance={**report_meta, "totals": totals},
                ledger_lines=describe(st.get("ledger") or {}))
     rundir.finish(rows=tally.rows)
     warnings = [st["teacher_warning"]] if st.get("teacher_warning") else []
