@@ -41,7 +41,9 @@ def run(
     id_column: Optional[str] = typer.Option(None, "--id-column", help=f"Column holding document ids; without one, ids are FILE#ROW. An id that repeats an earlier row's (two files numbered from 0) is kept, renamed ID@FILE#ROW, and counted in the report. (default: {default(FilterRun, 'id_column')})"),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train` (or TEXTBOOK_FILTER_CLASSIFIER). (default: the bundled one)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Keep documents with edu_score >= this (0-5). (default: the preset's classifier.threshold, {default(Classifier, 'threshold')} unless it sets one)"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Processes for the analysis pass (or TEXTBOOK_WORKERS). (default: {default(FilterRun, 'workers')})"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Processes for the analysis pass (or TEXTBOOK_WORKERS); with --engine ray and no --ray-address, the local Ray's CPUs. (default: {default(FilterRun, 'workers')})"),
+    engine: Optional[str] = typer.Option(None, "--engine", help=f"local (worker processes here) or ray (the analysis pass as Ray tasks, on a cluster with --ray-address; same output). (default: {default(FilterRun, 'engine')})"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="A running Ray cluster, e.g. 10.0.0.1:6379 (`ray start --head`); default: a local Ray."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Rows per batch. (default: {default(FilterRun, 'batch_size')})"),
     fmt: Optional[str] = typer.Option(None, "--format", help=f"Output shards: parquet or arrow. (default: {default(FilterRun, 'format')})"),
     config: Optional[Path] = options.config_option("filter"),
@@ -65,7 +67,8 @@ def run(
     file = load_config_file(config).get("filter", {})
     cfg = resolve_run({"preset": preset, "text_column": text_column, "id_column": id_column,
                        "classifier": str(classifier) if classifier else None, "threshold": threshold,
-                       "workers": workers, "batch_size": batch_size, "format": fmt}, file)
+                       "workers": workers, "batch_size": batch_size, "format": fmt, "engine": engine,
+                       "ray_address": ray_address}, file)
     options.show(run_filter(files, out, cfg, load_preset(cfg.preset)), config)
 
 

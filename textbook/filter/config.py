@@ -141,10 +141,14 @@ class FilterRun:
     format: str = "parquet"
     shard_bytes: int = 32 << 20  # output shards rotate at this size (the one being filled is held in memory)
     checkpoint_rows: int = 50_000  # pass 2 makes its output durable every this many input rows
+    engine: str = "local"  # local (worker processes here) or ray (pass 1 as Ray tasks: textbook.filter.cluster)
+    ray_address: str | None = None  # a running Ray cluster (`ray start --head`); None = start a local one
 
     def __post_init__(self):
         if min(self.workers, self.batch_size, self.shard_bytes, self.checkpoint_rows, self.max_doc_chars) < 1:
             raise ConfigError("--workers, batch_size, shard_bytes, checkpoint_rows and max_doc_chars must be at least 1")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray, not {self.engine!r}")
         if self.format not in ("parquet", "arrow"):
             raise ConfigError(f"--format must be parquet or arrow, not {self.format!r}")
         if self.threshold is not None and not 0 <= self.threshold <= 5:

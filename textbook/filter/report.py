@@ -110,7 +110,8 @@ def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_
             "histogram": {"edges": [round(float(e), 2) for e in BINS], "counts": counts.tolist()},
             "classifier": (classifier.meta.get("name") or "custom") if classifier else None,
         },
-        "timing": {"wall_seconds": round(wall, 2), "docs_per_s": rate(n, wall), "workers_note":
+        "timing": {"wall_seconds": round(wall, 2), "docs_per_s": rate(n, wall),
+                   "pass1_wall_seconds": round(timings.get("pass1_wall", 0.0), 2), "workers_note":
                    "stage seconds are summed over worker processes; docs/s per stage is per worker-second",
                    "stages": stages},
         "config": plan.fingerprint["config"],

@@ -71,7 +71,7 @@ def make_plan(inputs: list[str], run: FilterRun, preset: Preset, classifier: Edu
         raise TextbookError(f"no rows in {', '.join(map(str, files))}: nothing to filter")
     layout = OutputLayout.from_sources(sources, run)
     config = describe(run, preset)
-    for key in ("workers", "shard_bytes", "checkpoint_rows"):  # how, not what: a rerun may change them
+    for key in ("workers", "shard_bytes", "checkpoint_rows", "engine", "ray_address"):  # how, not what: a rerun may change them
         config["run"].pop(key)
     fingerprint = {
         "version": __version__,
@@ -148,7 +148,13 @@ def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier 
     bar = progress_bar(plan.rows, desc="analyse", unit="doc")
     bar.update(done)
     t0 = time.perf_counter()
-    for batch, timers in analyse_all(analyser, job_stream(), run.workers):
+    if run.engine == "ray":
+        from textbook.filter.cluster import ray_analyse_all
+
+        results = ray_analyse_all(analyser, job_stream(), run.ray_address, run.workers)
+    else:
+        results = analyse_all(analyser, job_stream(), run.workers)
+    for batch, timers in results:
         _write_part(paths.pop(0), batch, timers)
         bar.update(batch.num_rows)
     bar.close()

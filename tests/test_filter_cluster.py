@@ -1,0 +1,52 @@
+"""`textbook filter --engine ray`: the analysis pass as Ray tasks on a local Ray (2 CPUs), the same output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.clirun import run_cli
+from textbook.shards import read_table
+
+pytest.importorskip("ray")
+LABELS = Path(__file__).resolve().parent / "data" / "labels" / "heldout.jsonl"
+
+
+def corpus(path: Path) -> None:
+    docs = [json.loads(line) for line in LABELS.read_text(encoding="utf-8").splitlines()[:150]]
+    rows = [{"id": f"d{i}", "text": d["text"]} for i, d in enumerate(docs)]
+    # planted near-duplicates: a word changed at the end, a paragraph repeated
+    rows += [{"id": f"near{i}", "text": rows[i]["text"] + " Edited."} for i in range(0, 60, 3)]
+    rows += [{"id": f"exact{i}", "text": rows[i]["text"]} for i in range(1, 40, 7)]
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=50)
+
+
+def test_ray_engine_keeps_exactly_the_ids_the_local_engine_keeps(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus(tmp_path / "web.parquet")
+    code, out, err = run_cli(capsys, "filter", "web.parquet", "--out", "local", "--workers", "2", "--batch-size", "40")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "filter", "web.parquet", "--out", "ray", "--workers", "2", "--batch-size", "40",
+                             "--engine", "ray")
+    assert code == 0, err
+    for stream in ("kept", "removed"):
+        a = read_table(tmp_path / "local" / stream).sort_by("id").to_pylist()
+        b = read_table(tmp_path / "ray" / stream).sort_by("id").to_pylist()
+        assert a == b, stream  # ids, reasons, scores, clusters: the same
+    removed = read_table(tmp_path / "ray" / "removed", ["id", "reason"]).to_pylist()
+    assert any(r["reason"].startswith("near_duplicate_of:") for r in removed)
+    assert any(r["reason"].startswith("exact_duplicate_of:") for r in removed)
+    # the engine is how, not what: a finished run is not redone when asked with the other engine
+    code, out, err = run_cli(capsys, "filter", "web.parquet", "--out", "ray", "--batch-size", "40")
+    assert code == 0 and "already complete" in out, err
+
+
+def test_an_unreachable_cluster_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus(tmp_path / "web.parquet")
+    code, out, err = run_cli(capsys, "filter", "web.parquet", "--out", "r", "--engine", "ray", "--ray-address", "127.0.0.1:1")
+    assert code == 2 and err.startswith("error: no Ray cluster at --ray-address 127.0.0.1:1") and err.count("\n") == 1, err
