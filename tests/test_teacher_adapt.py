@@ -64,7 +64,8 @@ def test_length_growth_is_bounded():
         with pytest.raises(TeacherRejected) as info:
             run(server.config(max_tokens=16, output_retries=3), lambda t: ask(t))
         sent = [r.body["max_tokens"] for r in server.chat_requests()]
-    assert info.value.reason == "length" and sent == [16, 32, 64, 64]
+    assert info.value.reason == "length" and sent == [16, 32, 64]  # never the same room twice
+    assert "not asked again: max_tokens is at its bound, 4x the first" in info.value.detail
 
 
 def test_timeouts_cut_concurrency_and_retries_of_timed_out_requests_do_not_pile_up():
@@ -108,3 +109,29 @@ def test_reasks_that_never_help_stop_being_sent():
     # 4 items re-asked twice (8 re-asks, none helped), then every later item asked once: 4 * 3 + 8 = 20, not 36
     assert server.served == 20
     assert "re-asks after length stopped: 0 of 8 helped" in results[-1].detail and "(1 attempt)" in results[-1].detail
+
+
+def test_a_reply_that_filled_the_slots_context_is_not_asked_again_in_the_same_room():
+    # llama.cpp with 2,048-token slots and max_tokens 2,048: a `length` reply had all the room there is
+    with FakeServer("x" * 20_000, models=("m",), slots=2, context=2048) as server:
+        async def one(teacher):
+            await teacher.check()
+            try:
+                await ask(teacher)
+            except TeacherRejected as exc:
+                return exc
+
+        rejected = run(server.config(max_tokens=2048, output_retries=2), one)
+        sent = [r.body["max_tokens"] for r in server.chat_requests() if r.body.get("max_tokens") == 2048]
+    assert rejected.reason == "length" and "not asked again: the teacher's slots hold 2048 tokens" in rejected.detail
+    assert sent == [2048] and "(1 attempt)" in rejected.detail
+    # with room to grow (max_tokens below the context), a `length` reply is still asked again with more
+    with FakeServer("x" * 20_000, models=("m",), slots=2, context=2048) as server:
+        async def grow(teacher):
+            await teacher.check()
+            with pytest.raises(TeacherRejected):
+                await ask(teacher)
+
+        run(server.config(max_tokens=512, output_retries=2), grow)
+        sizes = [r.body["max_tokens"] for r in server.chat_requests() if r.body["messages"][-1]["content"] == "hello"]
+    assert sizes == [512, 1024, 2048]

@@ -221,9 +221,17 @@ class Teacher:
                         detail = f"{detail}; {self._reasks.describe(reason)}"
                         attempt -= 1  # this one was not made
                         break
+                    last_room = params["max_tokens"]
                     params = _reask(first, params, reason, attempt)
                     if self.server.context:  # more room than a slot holds cannot help
                         params["max_tokens"] = min(params["max_tokens"], max(first["max_tokens"], self.server.context))
+                    if reason == "length" and params["max_tokens"] <= last_room:
+                        # the reply filled all the room the server gives: asking again in the same room cannot help
+                        room = (f"the teacher's slots hold {self.server.context} tokens" if self.server.context
+                                else f"max_tokens is at its bound, {MAX_TOKENS_GROWTH}x the first")
+                        detail = f"{detail}; not asked again: {room}"
+                        attempt -= 1
+                        break
                 key = hit = None
                 if self._cache is not None:
                     key = cache_key(cfg.model, messages, params, template_sha, json_schema, attempt)
