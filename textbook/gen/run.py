@@ -303,6 +303,7 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
             await run.run(todo)
         this_run = teacher.stats.as_dict()
         ledger = teacher.ledger.totals()
+        context = teacher.server.context
     sink = run.sink
     rows, rejected, prompt_tokens, completion_tokens, cost = count_output(
         sink.kept_dir, sink.rejects_dir, teacher_cfg.model, teacher_cfg.price_file
@@ -328,5 +329,8 @@ async def _generate(gen, teacher_cfg, out, topics_file, prompts, vocabulary, pro
                            "template": {run.module.TEMPLATE: prompts.get(run.module.TEMPLATE).sha256}, "totals": totals})
     rundir.finish()
     if summary.rows == 0 and rejected:  # saved above: the rejects (raw replies) and the cache stay
-        raise nothing_usable(rejected, asked=summary.planned, what="planned rows", where=sink.rejects_dir)
+        fixes = {"length": f"the teacher's slots hold {context} tokens, prompt and reply: give its server more context "
+                           "per slot (llama.cpp: a larger -c, or fewer --parallel slots), or use a --model that answers "
+                           "more briefly"} if context else None
+        raise nothing_usable(rejected, asked=summary.planned, what="planned rows", where=sink.rejects_dir, fixes=fixes)
     return summary
