@@ -217,8 +217,8 @@ class Teacher:
         try:
             for attempt in range(cfg.output_retries + 1):
                 if attempt:
-                    if not self._reasks.worth(reason):
-                        detail = f"{detail}; {self._reasks.describe(reason)}"
+                    if not self._reasks.worth(stage, reason):
+                        detail = f"{detail}; {self._reasks.describe(stage, reason)}"
                         attempt -= 1  # this one was not made
                         break
                     last_room = params["max_tokens"]
@@ -266,11 +266,11 @@ class Teacher:
                     parsed = accept(text, json_schema, validate)
                 except BadReply as bad:
                     if attempt:
-                        self._reasks.record(reason, False)
+                        self._reasks.record(stage, reason, False)
                     reason, detail, raw = bad.reason, bad.detail, text
                     continue
                 if attempt:
-                    self._reasks.record(reason, True)
+                    self._reasks.record(stage, reason, True)
                 self.stats.completed += 1
                 self.stats.cache_hits += hit is not None
                 if hit is not None and self.ledger is not None:

@@ -130,7 +130,8 @@ class ReaskBudget:
 
     A re-ask is paid. When the teacher cannot do what the checks want (a small model that rambles past any
     max_tokens, or never writes the required JSON), every re-ask fails too: after `trial` re-asks for one
-    reason with fewer than `floor` of them accepted, that reason is rejected at once for the rest of the run.
+    reason in one stage (a judge's `length` is not a paraphrase's) with fewer than `floor` of them accepted,
+    that reason is rejected at once in that stage for the rest of the run.
     """
 
     def __init__(self, trial: int = 8, floor: float = 0.125):
@@ -138,18 +139,19 @@ class ReaskBudget:
         self.tried: dict[str, int] = {}
         self.helped: dict[str, int] = {}
 
-    def worth(self, reason: str | None) -> bool:
-        tried = self.tried.get(reason or "", 0)
-        return tried < self.trial or self.helped.get(reason or "", 0) >= self.floor * tried
+    def worth(self, stage: str, reason: str | None) -> bool:
+        key = f"{stage}:{reason}"
+        tried = self.tried.get(key, 0)
+        return tried < self.trial or self.helped.get(key, 0) >= self.floor * tried
 
-    def record(self, reason: str | None, helped: bool) -> None:
-        key = reason or ""
+    def record(self, stage: str, reason: str | None, helped: bool) -> None:
+        key = f"{stage}:{reason}"
         self.tried[key] = self.tried.get(key, 0) + 1
         self.helped[key] = self.helped.get(key, 0) + helped
 
-    def describe(self, reason: str | None) -> str:
-        key = reason or ""
-        return f"re-asks after {key} stopped: {self.helped.get(key, 0)} of {self.tried.get(key, 0)} helped in this run"
+    def describe(self, stage: str, reason: str | None) -> str:
+        key = f"{stage}:{reason}"
+        return f"re-asks after {reason} stopped: {self.helped.get(key, 0)} of {self.tried.get(key, 0)} helped in this run"
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
