@@ -10,7 +10,9 @@ function that writes into OUT holds it through `textbook.rundir.RunDir` (lock, f
     textbook filter              textbook.filter.run.run_filter (its steps: textbook.filter.steps)
     textbook filter annotate     textbook.filter.annotate.annotate
     textbook filter train        textbook.filter.train.train
+    textbook filter score        textbook.filter.score.score_files
     textbook shards              textbook.summary.describe_shards
+    textbook shards merge        textbook.merge.merge_slices
     textbook tokenizer train     textbook.mu.tokenizer.build
     textbook train               textbook.mu.train.train
     textbook eval settings | lm  textbook.mu.eval.eval_settings | eval_lm

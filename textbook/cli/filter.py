@@ -16,7 +16,7 @@ from textbook.cli import options
 from textbook.cli.group import DefaultGroup
 from textbook.cli.options import default
 from textbook.config import load_config_file, resolve
-from textbook.filter.config import AnnotateConfig, Classifier, ClassifierTrainConfig, FilterRun
+from textbook.filter.config import AnnotateConfig, Classifier, ClassifierTrainConfig, FilterRun, ScoreConfig
 from textbook.teacher.config import TeacherConfig
 
 
@@ -96,6 +96,29 @@ def train(
            "embeddings_model": str(embeddings_model) if embeddings_model else None, "folds": folds, "C": c, "seed": seed}
     cfg = resolve(ClassifierTrainConfig, cli=cli, file=load_config_file(config).get("filter_train", {}), section="filter_train")
     options.show(fit_model(labels, out, config=cfg), config)
+
+
+@filter_app.command("score")
+def score(
+    files: List[str] = typer.Argument(..., help="Documents to score (Parquet, JSONL, Arrow, directories, globs)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: OUT/scored/ shards (every input row) and a dataset card."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help=f"Column holding the text. (default: {default(ScoreConfig, 'text_column')})"),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `filter train` (default: the bundled one)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Rows per batch. (default: {default(ScoreConfig, 'batch_size')})"),
+    fmt: Optional[str] = typer.Option(None, "--format", help=f"parquet or arrow. (default: {default(ScoreConfig, 'format')})"),
+    config: Optional[Path] = options.config_option("filter_score"),
+) -> None:
+    """Add edu_score (0-5) and the model's name to every row of the input and drop nothing: choose your own
+    threshold later, or mix data by score.
+
+    Example: textbook filter score web.parquet --out runs/scored
+    """
+    from textbook.filter.score import score_files
+
+    cli = {"text_column": text_column, "classifier": str(classifier) if classifier else None, "batch_size": batch_size,
+           "format": fmt}
+    cfg = resolve(ScoreConfig, cli=cli, file=load_config_file(config).get("filter_score", {}), section="filter_score")
+    options.show(score_files(files, out, cfg), config)
 
 
 @filter_app.command("annotate")

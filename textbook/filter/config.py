@@ -155,6 +155,24 @@ class FilterRun:
             raise ConfigError(f"--threshold is an edu_score from 0 to 5, not {self.threshold}")
 
 
+@dataclass(frozen=True)
+class ScoreConfig:
+    """`filter score` (CLI > textbook.toml [filter_score] > defaults): every row with its edu_score (filter/score.py)."""
+
+    text_column: str = "text"
+    classifier: str | None = None  # a model directory; None = the bundled one
+    batch_size: int = 1000
+    format: str = "parquet"
+    checkpoint_rows: int = 50_000
+
+    def __post_init__(self):
+        if self.format not in ("parquet", "arrow"):
+            raise ConfigError(f"--format must be parquet or arrow, not {self.format!r}")
+        if min(self.batch_size, self.checkpoint_rows) < 1:
+            raise ConfigError("batch_size and checkpoint_rows must be at least 1")
+
+
+
 FEATURE_KINDS = ("hashed", "embeddings")  # the classifier's features (filter/features.py)
 
 
