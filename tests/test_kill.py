@@ -119,7 +119,7 @@ def test_gen_with_a_teacher(tmp_path, fake_teacher, kind):
 
 
 def test_gen_settings_with_a_teacher(tmp_path, fake_teacher):
-    from tests.test_settings_teacher import ScriptedTeacher
+    from tests.settings_fixtures import ScriptedTeacher
 
     (tmp_path / "textbook.toml").write_text("[settings]\nteacher_batch = 16\ncheckpoint_chunks = 1\n")
     fake_teacher.replies, fake_teacher.latency = ScriptedTeacher(), 0.02

@@ -36,6 +36,16 @@ def config_file_used(explicit: str | Path | None) -> str | None:
     return str(Path(CONFIG_FILE).resolve()) if Path(CONFIG_FILE).is_file() else None
 
 
+def shard_slice(shard: str) -> tuple[int, int]:
+    """(I, N) of a `--shard I/N` value, (0, 1) for "" (the whole run); a ConfigError for anything else."""
+    if not shard:
+        return 0, 1
+    parts = shard.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not int(parts[0]) < int(parts[1]):
+        raise ConfigError(f"--shard {shard!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 on the first of 4 machines")
+    return int(parts[0]), int(parts[1])
+
+
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Read an explicit config file, or ./textbook.toml when present; {} when there is none."""
     if path is None:

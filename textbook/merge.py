@@ -10,7 +10,6 @@ otherwise; each checked against its manifest's sha256). Nothing in the slices is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from typing import Any
 from textbook.errors import TextbookError
 from textbook.report import Report
 from textbook.rundir import RunDir, differences
-from textbook.shards import MANIFEST, atomic_write_json, read_manifest
+from textbook.shards import MANIFEST, atomic_write_json, read_manifest, sha256_file
 
 
 def _slice(directory: Path) -> tuple[int, int, dict[str, Any]]:
@@ -36,14 +35,6 @@ def _slice(directory: Path) -> tuple[int, int, dict[str, Any]]:
         raise TextbookError(f"{directory} (slice {shard}) is not finished: rerun its command to complete it, then merge")
     i, n = (int(x) for x in shard.split("/"))
     return i, n, {k: v for k, v in fingerprint.items() if k != "shard"}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _place(source: Path, target: Path) -> None:
@@ -108,7 +99,7 @@ def _merge_stream(stream: str, slices: list[Path], target: Path) -> int:
             source = directory / stream / entry["file"]
             name = f"shard-{len(shards):05d}{source.suffix}"
             _place(source, target / name)
-            if _sha256(target / name) != entry["sha256"]:
+            if sha256_file(target / name) != entry["sha256"]:
                 raise TextbookError(f"{source} does not match its manifest's sha256: that slice is damaged; rerun it")
             shards.append({**entry, "file": name, "from": str(source)})
         for key, value in (manifest.get("totals") or {}).items():

@@ -98,6 +98,15 @@ def read_shard(path: Path) -> pa.Table:
         return reader.read_all()
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (the manifests' checksum)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_manifest(directory: str | Path) -> dict | None:
     path = Path(directory) / MANIFEST
     if not path.is_file():

@@ -12,7 +12,6 @@ without one is an interrupted export (run the command again).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from textbook.export.deps import need
 from textbook.export.runner import MANIFEST, Runner, earlier_manifest
 from textbook.report import Report
 from textbook.rundir import RunDir
-from textbook.shards import atomic_write_bytes, atomic_write_json
+from textbook.shards import atomic_write_bytes, atomic_write_json, sha256_file
 from textbook.progress import progress_bar
 
 # Settings requests in the style users type (Mu's own example among them): parity inputs when no
@@ -40,14 +39,6 @@ EXAMPLE_QUERIES = (
     "i cant see the cursor its too small",
     "turn off night light",
 )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files_entry(out: Path, files: dict[str, Path]) -> dict[str, Any]:

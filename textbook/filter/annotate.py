@@ -101,14 +101,19 @@ def sample(files: list[str], config: AnnotateConfig) -> list[tuple[str, str]]:
     return reservoir
 
 
+def _request(template, config: AnnotateConfig, text: str) -> tuple[list[dict], dict[str, Any]]:
+    """The messages and the teacher's keyword arguments that score one document (run, batch and preview alike)."""
+    messages = [{"role": "user", "content": template.render(text=extract(text, config.chars), begin=BEGIN, end=END)}]
+    return messages, {"template_sha": template.sha256, "validate": parse_score, "temperature": 0.0,
+                      "max_tokens": REPLY_TOKENS, "stage": "annotate"}
+
+
 async def _annotate(docs, writer: ShardWriter, config: AnnotateConfig, teacher_cfg: TeacherConfig,
                     prompts: Prompts, cache_path: Path, batch: bool = False) -> dict[str, Any]:
     template = prompts.get(config.prompt)
 
     def request(text: str) -> tuple[list[dict], dict[str, Any]]:
-        messages = [{"role": "user", "content": template.render(text=extract(text, config.chars), begin=BEGIN, end=END)}]
-        return messages, {"template_sha": template.sha256, "validate": parse_score, "temperature": 0.0,
-                          "max_tokens": REPLY_TOKENS, "stage": "annotate"}
+        return _request(template, config, text)
 
     async def one(doc):
         doc_id, text = doc
@@ -148,9 +153,8 @@ async def _preview(files: list[str], config: AnnotateConfig, teacher_cfg: Teache
         await teacher.check()
 
         async def one(doc):
-            messages = [{"role": "user", "content": template.render(text=extract(doc[1], config.chars), begin=BEGIN, end=END)}]
-            return await teacher.complete(messages, template_sha=template.sha256, validate=parse_score, temperature=0.0,
-                                          max_tokens=REPLY_TOKENS, stage="annotate")
+            messages, kwargs = _request(template, config, doc[1])
+            return await teacher.complete(messages, **kwargs)
 
         replies = await teacher.map(docs, one)
         sent = teacher.stats.requests

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from textbook.config import resolve
+from textbook.config import resolve, shard_slice
 from textbook.errors import ConfigError
 from textbook.contract import FORMATS
 
@@ -52,10 +52,7 @@ class GenConfig:
     @property
     def slice(self) -> tuple[int, int]:
         """(I, N) of --shard I/N; (0, 1) for the whole plan."""
-        if not self.shard:
-            return 0, 1
-        i, n = self.shard.split("/")
-        return int(i), int(n)
+        return shard_slice(self.shard)
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -74,8 +71,5 @@ def resolve_gen(cli: Mapping[str, Any], file: Mapping[str, Any]) -> GenConfig:
         raise ConfigError(f"unknown format {config.format!r}: use --format {', '.join(FORMATS)}")
     if config.depth < 0 or config.breadth < 1:
         raise ConfigError("--depth must be >= 0 and --breadth >= 1")
-    if config.shard:
-        parts = config.shard.split("/")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
-            raise ConfigError(f"--shard {config.shard!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 on the first of 4 machines")
+    shard_slice(config.shard)  # a bad --shard fails here, before any work
     return config

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from textbook.config import resolve
+from textbook.config import resolve, shard_slice
 from textbook.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,19 +55,16 @@ class SettingsConfig:
             (self.workers >= 0, "--workers must be >= 0 (0 = auto)"),
             (self.checkpoint_chunks >= 1, "checkpoint_chunks must be >= 1"),
             (0.0 <= self.popularity_floor <= 1.0, "popularity_floor must be between 0 and 1"),
-            (not self.shard or _slice_ok(self.shard), f"--shard {self.shard!r}: give I/N with 0 <= I < N, e.g. --shard 0/4"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        shard_slice(self.shard)  # a bad --shard fails here, before any work
 
     @property
     def slice(self) -> tuple[int, int]:
         """(I, N) of --shard I/N; (0, 1) for the whole run."""
-        if not self.shard:
-            return 0, 1
-        i, n = self.shard.split("/")
-        return int(i), int(n)
+        return shard_slice(self.shard)
 
     @property
     def target(self) -> int:
@@ -80,11 +77,6 @@ class SettingsConfig:
         slices draw disjoint seeds and one machine (I=0, N=1) draws exactly what it always did."""
         i, k = self.slice
         return i + k * local
-
-
-def _slice_ok(shard: str) -> bool:
-    parts = shard.split("/")
-    return len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < int(parts[1])
 
 
 def resolve_settings(cli: Mapping[str, Any], file: Mapping[str, Any]) -> SettingsConfig:

@@ -362,7 +362,6 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
                 sink.take(chunk, goal - tally.source.get("teacher", 0))
                 b += 1
                 bar.update(tally.rows - before)
-                st["ledger"] = teacher.ledger.totals()  # every run into OUT, not this process's
                 # kept in the checkpoint state, so a resume does not restart the count
                 st["teacher_empty"] = st.get("teacher_empty", 0) + 1 if tally.rows == before else 0
                 if st["teacher_empty"] >= 3:  # the teacher stopped giving anything usable
@@ -370,12 +369,14 @@ async def _teacher_phase(ctx, teacher_cfg, prompts, out: Path, sink: _Sink, st: 
                 # Each checkpoint rewrites the shard being filled; replies are cached, so redoing a few batches
                 # after a kill costs nothing but time.
                 if time.monotonic() - saved >= TEACHER_CHECKPOINT_S:
+                    st["ledger"] = teacher.ledger.totals()  # every run into OUT, not this process's
                     checkpoint("teacher", b, st["chunk"])
                     saved = time.monotonic()
         finally:  # a batch asked ahead and not needed: its replies are cached for a larger --n
             for task in ahead:
                 task.cancel()
             await asyncio.gather(*ahead, return_exceptions=True)
+            st["ledger"] = teacher.ledger.totals()
     made = tally.source.get("teacher", 0)
     reasons = {**tally.teacher_removed, "duplicates_capped": tally.capped - capped}
     if made == 0 and b > first:

@@ -34,17 +34,25 @@ def cache_key(
     return hashlib.sha256(blob.encode()).digest()
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A SQLite file where each statement commits on its own and survives a process crash (the cache, the
+    ledger): autocommit, WAL with synchronous=NORMAL (fsyncs at checkpoints), and a wait for another run
+    sharing the file that holds the write lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 5000")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
 class ResponseCache:
     """get/put of JSON values by 32-byte key. Used from one event loop thread: calls never interleave."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each put is durable
-            self._db.execute("PRAGMA busy_timeout = 5000")  # another run sharing the file holds the write lock
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: survives a process crash, fsyncs at checkpoints
+            self._db = connect(self.path)  # each put is durable
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
                 " WITHOUT ROWID"
@@ -57,6 +65,10 @@ class ResponseCache:
     def get(self, key: bytes) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def has(self, key: bytes) -> bool:
+        """Whether a reply is cached under `key`, without reading (or parsing) it."""
+        return self._db.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
 
     def put(self, key: bytes, value: dict[str, Any]) -> None:
         self._db.execute(

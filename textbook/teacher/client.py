@@ -335,7 +335,7 @@ class Teacher:
         what the Batch API sends in its place (textbook.teacher.batch), so that `complete` then replays it."""
         params = self._params(temperature, max_tokens, seed)
         key = cache_key(self.config.model, messages, params, template_sha, json_schema, 0)
-        cached = self._cache is not None and self._cache.get(key) is not None
+        cached = self._cache is not None and self._cache.has(key)
         return key, self._body(messages, params, json_schema), cached
 
     def store_batch_reply(self, key: bytes, body: dict[str, Any], content: bytes, *, stage: str, ref: str,

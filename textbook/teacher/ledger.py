@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from textbook.errors import TextbookError
+from textbook.teacher.cache import connect
 
 LEDGER_FILE = "teacher-ledger.sqlite"  # OUT/<this> for every command that asks a teacher
 OK, CACHE, REJECTED = "ok", "cache", "rejected"  # other outcomes name a failed request: timeout, rate_limited, ...
@@ -28,12 +29,8 @@ class Ledger:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each row is durable
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # survives a process crash
+            self._db = connect(self.path)  # each row is durable
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, stage TEXT NOT NULL, outcome TEXT NOT NULL,"
                 " retry INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
