@@ -83,6 +83,23 @@ def test_filter_both_passes(tmp_path):
     assert report["kept_plus_removed_equals_input"] and report["rows"] == 2000
 
 
+def test_filter_on_ray(tmp_path):
+    """--engine ray: kills land in the analysis, the shuffles and the piece writers; the local Ray the run started
+    dies with it (the reaper), and the finished output is the uninterrupted local engine's."""
+    pytest.importorskip("ray")
+    web_corpus(tmp_path / "web.parquet", 2000)
+    (tmp_path / "textbook.toml").write_text("[filter]\nshard_bytes = 300000\nbatch_size = 200\n")
+    argv = ["filter", "web.parquet", "--preset", "fineweb", "--workers", "2"]
+    timed([*argv, "--out", "straight"], tmp_path)
+    ray = [*argv, "--engine", "ray"]
+    t_ray = timed([*ray, "--out", "once"], tmp_path)
+    killed = kill_anywhere([*ray, "--out", "killed"], tmp_path, out=tmp_path / "killed", duration=t_ray, points=3, seed=5,
+                           startup=3.0)
+    check(killed, tmp_path / "killed", "filter --engine ray")
+    for part in ("kept", "removed"):
+        assert read_table(tmp_path / "killed" / part).to_pylist() == read_table(tmp_path / "straight" / part).to_pylist()
+
+
 def test_gen_settings_offline(tmp_path):
     (tmp_path / "textbook.toml").write_text("[settings]\ncheckpoint_chunks = 1\n")
     argv = ["gen", "settings", "--offline", "--n", "20000"]

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import types
 import typing
 from pathlib import Path
@@ -307,6 +308,57 @@ class ShardWriter:
             self.close()
         else:  # keep what was done; a rerun resumes from here
             self.checkpoint()
+
+
+def join_shards(sources: list[Path], target: Path, hint: str, *, provenance: bool = True,
+                state: dict[str, Any] | None = None) -> int:
+    """One shard directory from several finished ones (same schema), their shards in the order given:
+    hard-linked where the filesystem allows, copied otherwise, each checked against its sha256. The
+    manifest is written last, so a killed join is redone whole; shards of an earlier join that are not
+    listed are removed. Returns the rows. `hint` says what to do about a missing or unfinished source;
+    `state` is the resume state a ShardWriter reopening the directory finds (its producer's)."""
+    target.mkdir(parents=True, exist_ok=True)
+    manifests = []
+    for source in sources:
+        manifest = read_manifest(source)
+        if manifest is None or not manifest.get("complete"):
+            raise TextbookError(f"{source} is missing or unfinished: {hint}")
+        manifests.append(manifest)
+    if len({m["schema_ipc"] for m in manifests}) > 1:
+        raise TextbookError(f"the shards to join into {target} have different schemas: were they made by the same textbook version?")
+    shards, totals = [], {}
+    for source, manifest in zip(sources, manifests):
+        for entry in manifest["shards"]:
+            path = source / entry["file"]
+            name = f"shard-{len(shards):05d}{path.suffix}"
+            _place(path, target / name)
+            if sha256_file(target / name) != entry["sha256"]:
+                raise TextbookError(f"{path} does not match its manifest's sha256: it is damaged; {hint}")
+            shards.append({**entry, "file": name, **({"from": str(path)} if provenance else {})})
+        for key, value in (manifest.get("totals") or {}).items():
+            # counts and dollars add up across sources; rates and averages do not, so they are left out
+            if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and key.endswith("_usd")):
+                totals[key] = totals.get(key, 0) + value
+    keep = {k: v for k, v in manifests[0].items() if k not in ("shards", "rows", "totals", "state", "complete")}
+    joined = {**keep, "complete": True, "rows": sum(s["rows"] for s in shards), "shards": shards, "totals": totals,
+              **({"merged_from": [str(s) for s in sources]} if provenance else {}), "state": state or {}}
+    atomic_write_json(target / MANIFEST, joined)
+    listed = {s["file"] for s in shards} | {MANIFEST}
+    for stale in target.iterdir():  # an earlier join's extra shards: a reader of the directory must not see them
+        if stale.is_file() and stale.name not in listed:
+            stale.unlink()
+    return joined["rows"]
+
+
+def _place(source: Path, target: Path) -> None:
+    """`target` holds `source`'s bytes: a hard link (no copy, no space) where the filesystem allows."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
 
 
 def write_records(directory: str | Path, record_cls: type, records: Iterable[Any], **kwargs) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def run(
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A model directory from `textbook filter train` (or TEXTBOOK_FILTER_CLASSIFIER). (default: the bundled one)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Keep documents with edu_score >= this (0-5). (default: the preset's classifier.threshold, {default(Classifier, 'threshold')} unless it sets one)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Processes for the analysis pass (or TEXTBOOK_WORKERS); with --engine ray and no --ray-address, the local Ray's CPUs. (default: {default(FilterRun, 'workers')})"),
-    engine: Optional[str] = typer.Option(None, "--engine", help=f"local (worker processes here) or ray (the analysis pass as Ray tasks, on a cluster with --ray-address; same output). (default: {default(FilterRun, 'engine')})"),
+    engine: Optional[str] = typer.Option(None, "--engine", help=f"local (worker processes here) or ray (every step as Ray tasks: analysis, dedup decisions by shuffles, writers per input piece; on a cluster with --ray-address, OUT and the inputs on a shared filesystem; same output). (default: {default(FilterRun, 'engine')})"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="A running Ray cluster, e.g. 10.0.0.1:6379 (`ray start --head`); default: a local Ray."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Rows per batch. (default: {default(FilterRun, 'batch_size')})"),
     fmt: Optional[str] = typer.Option(None, "--format", help=f"Output shards: parquet or arrow. (default: {default(FilterRun, 'format')})"),

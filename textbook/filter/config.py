@@ -141,7 +141,7 @@ class FilterRun:
     format: str = "parquet"
     shard_bytes: int = 32 << 20  # output shards rotate at this size (the one being filled is held in memory)
     checkpoint_rows: int = 50_000  # pass 2 makes its output durable every this many input rows
-    engine: str = "local"  # local (worker processes here) or ray (pass 1 as Ray tasks: textbook.filter.cluster)
+    engine: str = "local"  # local (worker processes here) or ray (every step as Ray tasks: textbook.filter.cluster)
     ray_address: str | None = None  # a running Ray cluster (`ray start --head`); None = start a local one
 
     def __post_init__(self):

@@ -67,10 +67,12 @@ class Source:
     rows: int
     raw_column: str | None = None  # JSONL: where a line that is not a JSON object goes (the text column)
 
-    def batches(self, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Record batches of at most batch_size rows (JSONL: with a PROBLEM column, see below)."""
+    def batches(self, batch_size: int, columns: list[str] | None = None,
+                row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of at most batch_size rows (JSONL: with a PROBLEM column, see below); of a
+        Parquet file, optionally only some of its row groups (see `pieces`)."""
         if self.kind == "parquet":
-            yield from _parquet_batches(self.path, batch_size, columns)
+            yield from _parquet_batches(self.path, batch_size, columns, row_groups)
         elif self.kind == "arrow":
             for batch in _arrow_reader(self.path):
                 batch = batch.select(columns) if columns is not None else batch
@@ -78,6 +80,23 @@ class Source:
                     yield batch.slice(lo, batch_size)
         else:
             yield from _jsonl_batches(self.path, self.schema, batch_size, columns, self.raw_column)
+
+    def pieces(self, rows: int) -> list[tuple[int, int, list[int] | None]]:
+        """(first row, rows, row groups) of pieces of about `rows` rows that can be read on their own: runs
+        of Parquet row groups; the whole file for Arrow and JSONL, which are read from the start."""
+        if self.kind != "parquet":
+            return [(0, self.rows, None)]
+        meta = pq.ParquetFile(self.path).metadata
+        out: list[tuple[int, int, list[int] | None]] = []
+        start = size = 0
+        groups: list[int] = []
+        for g in range(meta.num_row_groups):
+            groups.append(g)
+            size += meta.row_group(g).num_rows
+            if size >= rows or g == meta.num_row_groups - 1:
+                out.append((start, size, groups))
+                start, size, groups = start + size, 0, []
+        return out or [(0, 0, None)]
 
 
 def open_source(path: Path) -> Source:
@@ -106,10 +125,12 @@ def open_source(path: Path) -> Source:
     return source
 
 
-def _parquet_batches(path: Path, batch_size: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: Path, batch_size: int, columns: list[str] | None,
+                     row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
     try:
         # pre_buffer=False: with it, pyarrow keeps every column chunk it read, so memory grows with the file
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns)
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns,
+                                                                       row_groups=row_groups)
     except (pa.ArrowInvalid, OSError) as exc:
         raise TextbookError(f"{path} is corrupt ({str(exc).splitlines()[0]}): check or regenerate it") from None
 

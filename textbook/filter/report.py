@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,53 @@ from textbook.shards import atomic_write_bytes, atomic_write_json, read_manifest
 BINS = np.linspace(0.0, 5.0, 21)
 
 
-def _reason_counts(decisions: Decisions) -> dict[str, Counter]:
-    by_stage: dict[str, Counter] = {STAGES[s]: Counter() for s in range(1, len(STAGES))}
-    for s in (INPUT, HEURISTICS):
-        reasons = decisions.reason.filter(pa.array(decisions.stage == s))
-        for item in pc.value_counts(reasons).to_pylist():
-            # counted by reason, not by where: `invalid_json:<file>:<line>` is one reason however many lines
-            by_stage[STAGES[s]][item["values"].split(":", 1)[0]] += item["counts"]
-    by_stage["exact_dedup"]["exact_duplicate_of"] = int((decisions.stage == EXACT).sum())
-    by_stage["near_dedup"]["near_duplicate_of"] = int((decisions.stage == NEAR).sum())
-    by_stage["classifier"]["edu_below_threshold"] = int((decisions.stage == CLASSIFIER).sum())
-    return {k: Counter({r: c for r, c in v.items() if c}) for k, v in by_stage.items()}
+@dataclass
+class Tally:
+    """What the report counts, summed over rows: made from one Decisions (the local engine's, or a row
+    range's under --engine ray) and added up across ranges in row order."""
+
+    rows: int
+    stages: list[int]  # documents per stage code (KEPT..CLASSIFIER)
+    reasons: dict[str, Counter]  # stage name -> reason -> documents
+    histogram: list[int]  # edu_score counts per BINS bin
+    scored: int
+    score_sum: float
+    at_or_above: int
+    clusters_with_duplicates: int
+    renamed: int
+    first_renamed: list[str]
+
+    @classmethod
+    def of(cls, decisions: Decisions, threshold: float) -> "Tally":
+        stage = decisions.stage
+        by_stage: dict[str, Counter] = {STAGES[s]: Counter() for s in range(1, len(STAGES))}
+        for s in (INPUT, HEURISTICS):
+            reasons = decisions.reason.filter(pa.array(stage == s))
+            for item in pc.value_counts(reasons).to_pylist():
+                # counted by reason, not by where: `invalid_json:<file>:<line>` is one reason however many lines
+                by_stage[STAGES[s]][item["values"].split(":", 1)[0]] += item["counts"]
+        by_stage["exact_dedup"]["exact_duplicate_of"] = int((stage == EXACT).sum())
+        by_stage["near_dedup"]["near_duplicate_of"] = int((stage == NEAR).sum())
+        by_stage["classifier"]["edu_below_threshold"] = int((stage == CLASSIFIER).sum())
+        scored = decisions.score[~np.isnan(decisions.score)]
+        counts, _ = np.histogram(np.clip(scored, 0, 5), bins=BINS)
+        return cls(len(stage), np.bincount(stage, minlength=len(STAGES)).tolist(),
+                   {k: Counter({r: c for r, c in v.items() if c}) for k, v in by_stage.items()}, counts.tolist(),
+                   len(scored), float(scored.astype(np.float64).sum()), int((scored >= threshold).sum()),
+                   int((decisions.duplicates > 0).sum()), len(decisions.renamed),
+                   [decisions.ids[r].as_py() for r in decisions.renamed[:3].tolist()])
+
+    @classmethod
+    def total(cls, tallies: list["Tally"]) -> "Tally":
+        reasons: dict[str, Counter] = {}
+        for t in tallies:
+            for k, v in t.reasons.items():
+                reasons.setdefault(k, Counter()).update(v)
+        return cls(sum(t.rows for t in tallies), np.sum([t.stages for t in tallies], axis=0).tolist(), reasons,
+                   np.sum([t.histogram for t in tallies], axis=0).tolist(), sum(t.scored for t in tallies),
+                   sum(t.score_sum for t in tallies), sum(t.at_or_above for t in tallies),
+                   sum(t.clusters_with_duplicates for t in tallies), sum(t.renamed for t in tallies),
+                   [name for t in tallies for name in t.first_renamed][:3])
 
 
 def _plot(path: Path, counts: np.ndarray, threshold: float) -> None:
@@ -57,17 +94,15 @@ def _plot(path: Path, counts: np.ndarray, threshold: float) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_s: dict[str, float],
+def write_report(out: Path, plan, tally: Tally, worker_s: dict[str, float],
                  timings: dict[str, float], threshold: float, classifier) -> dict[str, Any]:
-    n = len(decisions.stage)
-    kept = int((decisions.stage == KEPT).sum())
-    reasons = _reason_counts(decisions)
-    scored = decisions.score[~np.isnan(decisions.score)]
-    counts, _ = np.histogram(np.clip(scored, 0, 5), bins=BINS)
+    n = tally.rows
+    kept = tally.stages[KEPT]
+    reasons = tally.reasons
     kept_rows = read_manifest(out / "kept")["rows"]
     removed_rows = read_manifest(out / "removed")["rows"]
-    reached = {"heuristics": int(n - (decisions.stage == INPUT).sum())}
-    reached["dedup"] = int(reached["heuristics"] - (decisions.stage == HEURISTICS).sum())
+    reached = {"heuristics": n - tally.stages[INPUT]}
+    reached["dedup"] = reached["heuristics"] - tally.stages[HEURISTICS]
     reached["classifier"] = reached["dedup"]
     wall = timings.get("total", 0.0)
 
@@ -99,15 +134,14 @@ def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_
         "kept_plus_removed_equals_input": kept_rows + removed_rows == n and kept_rows == kept,
         "removed_by_stage": {k: sum(v.values()) for k, v in reasons.items()},
         "reasons": {k: dict(v.most_common()) for k, v in reasons.items() if v},
-        "ids_renamed": {"rows": len(decisions.renamed),
-                        "first": [decisions.ids[r].as_py() for r in decisions.renamed[:3].tolist()]},
-        "dedup": {"clusters_with_duplicates": int((decisions.duplicates > 0).sum()),
-                  "documents_removed": int(((decisions.stage == EXACT) | (decisions.stage == NEAR)).sum())},
+        "ids_renamed": {"rows": tally.renamed, "first": tally.first_renamed},
+        "dedup": {"clusters_with_duplicates": tally.clusters_with_duplicates,
+                  "documents_removed": tally.stages[EXACT] + tally.stages[NEAR]},
         "edu_score": {
-            "threshold": threshold, "scored": int(len(scored)),
-            "mean": round(float(scored.mean()), 4) if len(scored) else None,
-            "at_or_above_threshold": int((scored >= threshold).sum()),
-            "histogram": {"edges": [round(float(e), 2) for e in BINS], "counts": counts.tolist()},
+            "threshold": threshold, "scored": tally.scored,
+            "mean": round(tally.score_sum / tally.scored, 4) if tally.scored else None,
+            "at_or_above_threshold": tally.at_or_above,
+            "histogram": {"edges": [round(float(e), 2) for e in BINS], "counts": tally.histogram},
             "classifier": (classifier.meta.get("name") or "custom") if classifier else None,
         },
         "timing": {"wall_seconds": round(wall, 2), "docs_per_s": rate(n, wall),
@@ -117,7 +151,7 @@ def write_report(out: Path, plan, decisions: Decisions, parts: pa.Table, worker_
         "config": plan.fingerprint["config"],
     }
     atomic_write_json(out / "report.json", report)
-    _plot(out / "scores.png", counts, threshold)
+    _plot(out / "scores.png", np.array(tally.histogram), threshold)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode("utf-8"))
     return report
 

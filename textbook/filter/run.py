@@ -27,7 +27,7 @@ from textbook.filter.classifier import EduClassifier, load_classifier
 from textbook.filter.config import FilterRun, Preset, describe
 from textbook.filter.dedup import Decisions, decide
 from textbook.filter.inputs import Source, expand, open_source
-from textbook.filter.report import summary_lines, write_report
+from textbook.filter.report import Tally, summary_lines, write_report
 from textbook.filter.table import OutputLayout
 from textbook.card import write_card
 from textbook.report import Report
@@ -131,7 +131,8 @@ def _part_rows(path: Path) -> int:
         return pa.ipc.open_file(source).get_batch(0).num_rows
 
 
-def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier | None, work: Path) -> dict:
+def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier | None, work: Path,
+          ray=None, cpus: int = 1) -> dict:
     parts = work / "pass1"
     parts.mkdir(parents=True, exist_ok=True)
     timings = {"read": 0.0}
@@ -148,10 +149,10 @@ def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier 
     bar = progress_bar(plan.rows, desc="analyse", unit="doc")
     bar.update(done)
     t0 = time.perf_counter()
-    if run.engine == "ray":
+    if ray is not None:
         from textbook.filter.cluster import ray_analyse_all
 
-        results = ray_analyse_all(analyser, job_stream(), run.ray_address, run.workers)
+        results = ray_analyse_all(ray, cpus, analyser, job_stream())
     else:
         results = analyse_all(analyser, job_stream(), run.workers)
     for batch, timers in results:
@@ -222,6 +223,60 @@ def pass2(plan: Plan, run: FilterRun, decisions: Decisions, out: Path, meta: dic
     return {"write": time.perf_counter() - t0}
 
 
+def _on_this_machine(plan: Plan, run: FilterRun, preset: Preset, classifier, work: Path, out: Path, threshold: float,
+                     meta: dict) -> tuple[Tally, dict, dict]:
+    timings = pass1(plan, run, preset, classifier, work)
+    t = time.perf_counter()
+    d = preset.dedup
+    parts, worker_s = load_parts(work, d.bands, d.bands * d.rows if d.verify > 0 else 0)
+    if parts.num_rows != plan.rows:
+        raise TextbookError(f"pass 1 holds {parts.num_rows} rows for {plan.rows} input rows: delete {work} and rerun")
+    decisions = decide(parts, preset, threshold, plan.origins)
+    if len(decisions.renamed) and not pa.types.is_string(plan.layout.kept_schema.field(plan.layout.id).type):
+        plan.layout = plan.layout.with_text_ids()
+    timings["decide"] = time.perf_counter() - t
+    timings.update(pass2(plan, run, decisions, out, meta))
+    return Tally.of(decisions, threshold), worker_s, timings
+
+
+def _on_ray(plan: Plan, run: FilterRun, preset: Preset, classifier, work: Path, out: Path, threshold: float,
+            meta: dict) -> tuple[Tally, dict, dict]:
+    """The same steps as Ray tasks (filter/cluster.py): the driver holds one number per part, no row data."""
+    from textbook.filter.cluster import ray_session, write_on_ray
+    from textbook.filter.spread import Part, decide_on_ray
+
+    with ray_session(run.ray_address, run.workers) as (ray, cpus):
+        timings = pass1(plan, run, preset, classifier, work, ray, cpus)
+        t = time.perf_counter()
+        parts, worker_s, start = [], dict.fromkeys(TIMERS, 0.0), 0
+        for path in sorted((work / "pass1").glob("part-*.arrow")):
+            rows, timers = _part_meta(path)
+            parts.append(Part(str(path), start, rows))
+            start += rows
+            for k, v in timers.items():
+                worker_s[k] = worker_s.get(k, 0.0) + v
+        if start != plan.rows:
+            raise TextbookError(f"pass 1 holds {start} rows for {plan.rows} input rows: delete {work} and rerun")
+        starts = np.cumsum([0] + [s.rows for s in plan.sources])[:-1]
+        files = [(int(a), plan.layout.names[str(s.path)]) for a, s in zip(starts, plan.sources)]
+        tally = decide_on_ray(ray, parts, preset, threshold, files, cpus)
+        if tally.renamed and not pa.types.is_string(plan.layout.kept_schema.field(plan.layout.id).type):
+            plan.layout = plan.layout.with_text_ids()
+        timings["decide"] = time.perf_counter() - t
+        timings.update(write_on_ray(ray, plan.sources, plan.layout, parts, out, work, run.format, run.shard_bytes,
+                                    run.batch_size, meta, cpus))
+    return tally, worker_s, timings
+
+
+def _part_meta(path: Path) -> tuple[int, dict[str, float]]:
+    """A pass-1 part's rows and stage timers, from its footer (no column is read)."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        meta = reader.schema.metadata or {}
+        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    return rows, {k.decode(): float(v) for k, v in meta.items()}
+
+
 def run_filter(inputs: list[str], out: str | Path, run: FilterRun, preset: Preset) -> Report:
     """Filter `inputs` into `out`; returns the report (also written to out/report.json)."""
     with RunDir(out) as rundir:
@@ -243,21 +298,14 @@ def _run_filter(inputs: list[str], out: Path, run: FilterRun, preset: Preset, ru
         report["resumed"] = "already complete"
         return report
     work.mkdir(parents=True, exist_ok=True)
-    timings = pass1(plan, run, preset, classifier, work)
-    t = time.perf_counter()
-    d = preset.dedup
-    parts, worker_s = load_parts(work, d.bands, d.bands * d.rows if d.verify > 0 else 0)
-    if parts.num_rows != plan.rows:
-        raise TextbookError(f"pass 1 holds {parts.num_rows} rows for {plan.rows} input rows: delete {work} and rerun")
     threshold = run.threshold if run.threshold is not None else preset.classifier.threshold
-    decisions = decide(parts, preset, threshold, plan.origins)
-    if len(decisions.renamed) and not pa.types.is_string(plan.layout.kept_schema.field(plan.layout.id).type):
-        plan.layout = plan.layout.with_text_ids()
-    timings["decide"] = time.perf_counter() - t
     meta = {"config": plan.fingerprint["config"], "inputs": plan.fingerprint["inputs"], "producer": f"textbook {__version__}"}
-    timings.update(pass2(plan, run, decisions, out, meta))
+    if run.engine == "ray":
+        tally, worker_s, timings = _on_ray(plan, run, preset, classifier, work, out, threshold, meta)
+    else:
+        tally, worker_s, timings = _on_this_machine(plan, run, preset, classifier, work, out, threshold, meta)
     timings["total"] = time.perf_counter() - t_start
-    report = write_report(out, plan, decisions, parts, worker_s, timings, threshold, classifier)
+    report = write_report(out, plan, tally, worker_s, timings, threshold, classifier)
     write_card(out, "Filtered web text", {"kept": "kept", "removed": "removed"},
                about="Web documents kept by textbook filter (heuristics, exact and MinHash near-duplicate removal, an "
                      "educational-value classifier); every removed document is in `removed`, with its stage and reason.",
