@@ -64,8 +64,8 @@ PRESETS = {
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_dedup_rule_gives_the_same_answer_on_both_engines(name, capsys, tmp_path, monkeypatch):
-    """Keep rules, the signature check, exact or near alone; two files whose ids repeat (renamed ID@FILE#ROW)
-    and a JSONL file among Parquet ones: the decisions that cross files and row ranges."""
+    """Keep rules, the signature check, exact or near alone; two files whose ids repeat (renamed ID@FILE#ROW),
+    Parquet (row groups that do not align with batches), JSONL and Arrow: decisions that cross files and ranges."""
     monkeypatch.chdir(tmp_path)
     corpus(tmp_path / "web.parquet")
     rows = pq.read_table(tmp_path / "web.parquet").to_pylist()
@@ -77,7 +77,11 @@ def test_every_dedup_rule_gives_the_same_answer_on_both_engines(name, capsys, tm
               for i in range(60, 120)]
     (tmp_path / "again.jsonl").write_text("".join(json.dumps(r) + "\n" for r in again), encoding="utf-8")
     (tmp_path / "preset.yaml").write_text(PRESETS[name], encoding="utf-8")
-    args = ["web.parquet", "again.jsonl", "--preset", "preset.yaml", "--workers", "2", "--batch-size", "30"]
+    table = pa.Table.from_pylist([{"id": f"arrow{i}", "text": r["text"]} for i, r in enumerate(rows[100:150])])
+    with pa.ipc.new_file(tmp_path / "more.arrow", table.schema) as writer:  # two record batches, cut on their own
+        for batch in table.to_batches(max_chunksize=35):
+            writer.write_batch(batch)
+    args = ["web.parquet", "again.jsonl", "more.arrow", "--preset", "preset.yaml", "--workers", "2", "--batch-size", "30"]
     code, out, err = run_cli(capsys, "filter", *args, "--out", "local")
     assert code == 0, err
     code, out, err = run_cli(capsys, "filter", *args, "--out", "ray", "--engine", "ray")

@@ -211,7 +211,7 @@ def test_a_rerun_after_a_kill_resumes_and_gives_the_same_result(tmp_path, monkey
     import textbook.filter.run as runmod
 
     # kill pass 1 after a few parts, then kill pass 2 after its first checkpoint
-    real_write = runmod._write_part
+    real_write = runmod.write_part
     calls = {"n": 0}
 
     def dying_write(*a, **k):
@@ -220,10 +220,10 @@ def test_a_rerun_after_a_kill_resumes_and_gives_the_same_result(tmp_path, monkey
             raise KeyboardInterrupt
         real_write(*a, **k)
 
-    monkeypatch.setattr(runmod, "_write_part", dying_write)
+    monkeypatch.setattr(runmod, "write_part", dying_write)
     with pytest.raises(KeyboardInterrupt):
         run([path], tmp_path / "out")
-    monkeypatch.setattr(runmod, "_write_part", real_write)
+    monkeypatch.setattr(runmod, "write_part", real_write)
     assert len(list((tmp_path / "out" / ".work" / "pass1").glob("part-*"))) == 2
 
     real_batch = runmod.OutputLayout.output_batch

@@ -9,6 +9,7 @@ Batches run in worker processes (fork: the loaded classifier is shared, not pick
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -18,6 +19,7 @@ from textbook.filter.classifier import EduClassifier
 from textbook.filter.config import FilterRun, Preset
 from textbook.filter.heuristics import Heuristics
 from textbook.minhash import MinHasher, WordTable, band_keys
+from textbook.shards import atomic_write_bytes
 from textbook.workers import process_pool
 
 TIMERS = ("tokens", "heuristics", "minhash", "classifier")
@@ -37,6 +39,21 @@ def part_schema(bands: int, perms: int = 0) -> pa.Schema:
         pa.field("chars", pa.int64()),
         *sig,
     ])
+
+
+def part_name(file: int, batch: int) -> str:
+    """Pass-1 part of batch `batch` (of batch_size rows) of input file `file`: names sort in input order."""
+    return f"part-{file:05d}-{batch:07d}.arrow"
+
+
+def write_part(path: Path, batch: pa.RecordBatch, timers: dict[str, float]) -> None:
+    """One part, atomically, with the stage timers in its schema metadata."""
+    meta = {k.encode(): str(v).encode() for k, v in timers.items()}
+    batch = batch.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 class Analyser:

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections import deque
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from textbook.errors import ConfigError
-from textbook.filter.analyse import Analyser
+from textbook.filter.analyse import Analyser, part_name, write_part
 from textbook.filter.inputs import Source
 from textbook.filter.shuffle import remote
 from textbook.filter.spread import Part, decision_path
@@ -90,32 +89,97 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 
 
 # -- 1. pass 1 ----------------------------------------------------------------------------------------
-def ray_analyse_all(ray, cpus: int, analyser: Analyser, jobs: Iterable
-                    ) -> Iterator[tuple[pa.RecordBatch, dict[str, float]]]:
-    """Results in job order, each job a call on one of `cpus` actors; at most two jobs per actor in
-    flight, which bounds the driver's memory."""
-    shipped = ray.put(analyser)
-    worker = ray.remote(num_cpus=1)(_Worker)
-    actors = [worker.remote(shipped) for _ in range(cpus)]
-    pending: deque = deque()
-    for i, job in enumerate(jobs):
-        pending.append(actors[i % cpus].run.remote(job))  # each actor's jobs queue in order on it
-        if len(pending) >= 2 * cpus:
-            yield ray.get(pending.popleft())
+def analyse_on_ray(ray, analyser: Analyser, sources: list[Source], layout: OutputLayout, batch_size: int,
+                   parts: Path, cpus: int) -> Iterator[tuple[int, float]]:
+    """Pass 1 as one task per input piece: the task reads its rows itself and writes their parts (the
+    local engine's batches and part names), so the driver ships no text; (rows, read seconds) per piece
+    as pieces finish. Ray hands pieces to CPUs as they free up."""
+    shipped = [ray.put(analyser)]  # inside a list: each worker fetches it once (_analyser), not every task
+    pending = {}
+    for unit in pieces(sources, cpus):
+        source = sources[unit.source]
+        first, last = _batches_of(source, unit, batch_size)
+        if all((parts / part_name(unit.source, b)).exists() for b in range(first, last)):
+            continue
+        task = remote(ray, _analyse_piece).remote(shipped, source, unit, first, last, layout, batch_size, str(parts))
+        pending[task] = True
     while pending:
-        yield ray.get(pending.popleft())
-    for actor in actors:
-        ray.kill(actor)  # their CPUs go to the tasks of the next steps
+        done, _ = ray.wait(list(pending), num_returns=1)
+        del pending[done[0]]
+        yield ray.get(done[0])
 
 
-class _Worker:
-    """A Ray actor holding one Analyser for all the jobs it is given."""
+def _batches_of(source: Source, unit: "Piece", batch_size: int) -> tuple[int, int]:
+    """The batches (of the whole file's batching) a piece analyses: those that start inside it."""
+    if unit.row_groups is None:  # the whole file, read from its start
+        return 0, source.batch_count(batch_size)
+    return -(-unit.start // batch_size), -(-(unit.start + unit.rows) // batch_size)
 
-    def __init__(self, analyser: Analyser):
-        self.analyser = analyser
 
-    def run(self, job):
-        return self.analyser(job)
+_ANALYSERS: dict = {}
+
+
+def _analyser(ray, shipped: list) -> Analyser:
+    key = shipped[0].hex()
+    if key not in _ANALYSERS:  # unpickling it (classifier weights and all) costs 3x a batch's analysis
+        _ANALYSERS.clear()
+        _ANALYSERS[key] = ray.get(shipped[0])
+    return _ANALYSERS[key]
+
+
+def _analyse_piece(shipped: list, source: Source, unit: "Piece", first: int, last: int, layout: OutputLayout,
+                   batch_size: int, parts: str) -> tuple[int, float]:
+    import ray
+
+    analyser = _analyser(ray, shipped)
+    cols = layout.read_columns(source)
+    t = time.perf_counter()
+    read = 0.0
+    rows = 0
+    for bi, offset, batch in _read_batches(source, unit, first, last, batch_size, cols):
+        path = Path(parts) / part_name(unit.source, bi)
+        rows += batch.num_rows
+        if path.exists():
+            continue
+        job = layout.job(source, batch, offset)
+        read += time.perf_counter() - t
+        result, timers = analyser(job)
+        write_part(path, result, timers)
+        t = time.perf_counter()
+    return rows, read
+
+
+def _read_batches(source: Source, unit: "Piece", first: int, last: int, batch_size: int, cols: list[str]
+                  ) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+    """(batch index, its first row in the file, batch) for batches first..last-1, cut as
+    `Source.batches` cuts the whole file."""
+    if unit.row_groups is None:
+        offset = 0
+        for bi, batch in enumerate(source.batches(batch_size, cols)):
+            yield bi, offset, batch
+            offset += batch.num_rows
+        return
+    lo, hi = first * batch_size, min(last * batch_size, source.rows)
+    groups, start = _row_groups(source, lo, hi)
+    table = pa.Table.from_batches(list(source.batches(batch_size, cols, row_groups=groups))).slice(lo - start, hi - lo)
+    for bi in range(first, last):
+        a = bi * batch_size - lo
+        yield bi, bi * batch_size, table.slice(a, batch_size).combine_chunks().to_batches()[0]
+
+
+def _row_groups(source: Source, lo: int, hi: int) -> tuple[list[int], int]:
+    """The Parquet row groups holding rows [lo, hi) of the file, and the first row of the first one."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(source.path).metadata
+    groups, start, first = [], 0, None
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if start < hi and start + n > lo:
+            groups.append(g)
+            first = start if first is None else first
+        start += n
+    return groups, first or 0
 
 
 # -- 3. pass 2 ----------------------------------------------------------------------------------------

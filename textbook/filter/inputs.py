@@ -81,6 +81,12 @@ class Source:
         else:
             yield from _jsonl_batches(self.path, self.schema, batch_size, columns, self.raw_column)
 
+    def batch_count(self, batch_size: int) -> int:
+        """How many batches `batches(batch_size)` yields (Arrow files cut each record batch on its own)."""
+        if self.kind != "arrow":
+            return -(-self.rows // batch_size)
+        return sum(-(-batch.num_rows // batch_size) for batch in _arrow_reader(self.path))
+
     def pieces(self, rows: int) -> list[tuple[int, int, list[int] | None]]:
         """(first row, rows, row groups) of pieces of about `rows` rows that can be read on their own: runs
         of Parquet row groups; the whole file for Arrow and JSONL, which are read from the start."""

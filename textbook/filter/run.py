@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from textbook import __version__
 from textbook.errors import TextbookError
-from textbook.filter.analyse import TIMERS, Analyser, analyse_all, part_schema
+from textbook.filter.analyse import TIMERS, Analyser, analyse_all, part_name, part_schema, write_part
 from textbook.filter.classifier import EduClassifier, load_classifier
 from textbook.filter.config import FilterRun, Preset, describe
 from textbook.filter.dedup import Decisions, decide
@@ -32,7 +32,7 @@ from textbook.filter.table import OutputLayout
 from textbook.card import write_card
 from textbook.report import Report
 from textbook.rundir import RunDir
-from textbook.shards import ShardWriter, atomic_write_bytes, atomic_write_json
+from textbook.shards import ShardWriter, atomic_write_json
 from textbook.progress import progress_bar
 
 
@@ -108,22 +108,13 @@ def _jobs(plan: Plan, run: FilterRun, parts: Path, timings: dict) -> Iterator[tu
         cols = plan.layout.read_columns(source)
         offset = 0
         for bi, batch in enumerate(source.batches(run.batch_size, cols)):
-            part = parts / f"part-{fi:05d}-{bi:07d}.arrow"
+            part = parts / part_name(fi, bi)
             if not part.exists():
                 t = time.perf_counter()
                 job = plan.layout.job(source, batch, offset)
                 timings["read"] += time.perf_counter() - t
                 yield part, job
             offset += batch.num_rows
-
-
-def _write_part(path: Path, batch: pa.RecordBatch, timers: dict[str, float]) -> None:
-    meta = {k.encode(): str(v).encode() for k, v in timers.items()}
-    batch = batch.replace_schema_metadata(meta)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _part_rows(path: Path) -> int:
@@ -138,26 +129,27 @@ def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier 
     timings = {"read": 0.0}
     done = sum(_part_rows(p) for p in parts.glob("part-*.arrow"))
     analyser = Analyser(preset, run, classifier)
-    jobs = _jobs(plan, run, parts, timings)
-    paths: list[Path] = []
-
-    def job_stream():
-        for path, job in jobs:
-            paths.append(path)
-            yield job
-
     bar = progress_bar(plan.rows, desc="analyse", unit="doc")
     bar.update(done)
     t0 = time.perf_counter()
-    if ray is not None:
-        from textbook.filter.cluster import ray_analyse_all
+    if ray is not None:  # the tasks read their own input and write their own parts
+        from textbook.filter.cluster import analyse_on_ray
 
-        results = ray_analyse_all(ray, cpus, analyser, job_stream())
+        for rows, read_s in analyse_on_ray(ray, analyser, plan.sources, plan.layout, run.batch_size, parts, cpus):
+            timings["read"] += read_s
+            bar.update(rows)
     else:
-        results = analyse_all(analyser, job_stream(), run.workers)
-    for batch, timers in results:
-        _write_part(paths.pop(0), batch, timers)
-        bar.update(batch.num_rows)
+        jobs = _jobs(plan, run, parts, timings)
+        paths: list[Path] = []
+
+        def job_stream():
+            for path, job in jobs:
+                paths.append(path)
+                yield job
+
+        for batch, timers in analyse_all(analyser, job_stream(), run.workers):
+            write_part(paths.pop(0), batch, timers)
+            bar.update(batch.num_rows)
     bar.close()
     timings["pass1_wall"] = time.perf_counter() - t0
     return timings
