@@ -160,11 +160,21 @@ def _read_batches(source: Source, unit: "Piece", first: int, last: int, batch_si
             offset += batch.num_rows
         return
     lo, hi = first * batch_size, min(last * batch_size, source.rows)
-    groups, start = _row_groups(source, lo, hi)
-    table = pa.Table.from_batches(list(source.batches(batch_size, cols, row_groups=groups))).slice(lo - start, hi - lo)
-    for bi in range(first, last):
-        a = bi * batch_size - lo
-        yield bi, bi * batch_size, table.slice(a, batch_size).combine_chunks().to_batches()[0]
+    groups, row = _row_groups(source, lo, hi)
+    carry: list[pa.RecordBatch] = []  # rows read but not yet handed out: less than a batch (streamed, not whole)
+    held, bi = 0, first
+    for batch in source.batches(batch_size, cols, row_groups=groups):
+        a, b = max(lo - row, 0), min(hi - row, batch.num_rows)
+        row += batch.num_rows
+        if b <= a:
+            continue
+        carry.append(batch.slice(a, b - a))
+        held += b - a
+        while held >= batch_size or (held and row >= hi):
+            table = pa.Table.from_batches(carry)
+            yield bi, bi * batch_size, table.slice(0, batch_size).combine_chunks().to_batches()[0]
+            rest = table.slice(batch_size)
+            carry, held, bi = rest.combine_chunks().to_batches() if rest.num_rows else [], rest.num_rows, bi + 1
 
 
 def _row_groups(source: Source, lo: int, hi: int) -> tuple[list[int], int]:
@@ -196,7 +206,9 @@ class Piece:
 
 def pieces(sources: list[Source], cpus: int) -> list[Piece]:
     total = sum(s.rows for s in sources)
-    size = max(1, total // (4 * cpus))  # a few pieces per CPU: the last ones do not leave CPUs idle for long
+    # a few pieces per CPU (the last ones do not leave CPUs idle for long), and many more at scale: a piece is
+    # the unit a rerun redoes and that pass 2 holds the decisions of
+    size = max(1, min(total // (4 * cpus), 500_000))
     out, offset = [], 0
     for i, s in enumerate(sources):
         out += [Piece(i, offset, a, n, groups) for a, n, groups in s.pieces(size)]
