@@ -70,8 +70,9 @@ def _init(ray, address: str | None, workers: int) -> None:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
     except ConnectionError as exc:
-        raise ConfigError(f"no Ray cluster at --ray-address {address} ({exc}): start one with `ray start --head`, "
-                          "or leave --ray-address out for a local Ray") from None
+        raise ConfigError(f"no Ray cluster at --ray-address {address} ({exc}): start one with `ray start --head` (if it "
+                          "asks for a token, set RAY_AUTH_TOKEN from `ray get-auth-token`), or leave --ray-address out "
+                          "for a local Ray") from None
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
@@ -88,81 +89,50 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
                           "`ray start --head`, or leave --ray-address out for a local Ray") from None
 
 
-# -- 1. pass 1 ----------------------------------------------------------------------------------------
-def analyse_on_ray(ray, analyser: Analyser, sources: list[Source], layout: OutputLayout, batch_size: int,
-                   parts: Path, cpus: int) -> Iterator[tuple[int, float]]:
-    """Pass 1 as one task per input piece: the task reads its rows itself and writes their parts (the
-    local engine's batches and part names), so the driver ships no text; (rows, read seconds) per piece
-    as pieces finish. Ray hands pieces to CPUs as they free up."""
-    shipped = [ray.put(analyser)]  # inside a list: each worker fetches it once (_analyser), not every task
-    pending = {}
-    for unit in pieces(sources, cpus):
-        source = sources[unit.source]
-        first, last = _batches_of(source, unit, batch_size)
-        if all((parts / part_name(unit.source, b)).exists() for b in range(first, last)):
-            continue
-        task = remote(ray, _analyse_piece).remote(shipped, source, unit, first, last, layout, batch_size, str(parts))
-        pending[task] = True
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        del pending[done[0]]
-        yield ray.get(done[0])
+# -- pieces of the input --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Piece:
+    """Rows [start, start + rows) of input file `source` (global rows from `offset` + start). A Parquet
+    piece starts at a multiple of batch_size and is read on its own (the row groups it overlaps); an
+    Arrow or JSONL piece is the whole file, read from its start."""
+
+    source: int
+    offset: int
+    start: int
+    rows: int
+    whole: bool
 
 
-def _batches_of(source: Source, unit: "Piece", batch_size: int) -> tuple[int, int]:
-    """The batches (of the whole file's batching) a piece analyses: those that start inside it."""
-    if unit.row_groups is None:  # the whole file, read from its start
-        return 0, source.batch_count(batch_size)
-    return -(-unit.start // batch_size), -(-(unit.start + unit.rows) // batch_size)
+def pieces(sources: list[Source], cpus: int, batch_size: int) -> list[Piece]:
+    total = sum(s.rows for s in sources)
+    # a few pieces per CPU, so the last ones do not leave CPUs idle for long; capped, so that at scale a
+    # piece (what a rerun redoes, what pass 2 holds the decisions of) stays small
+    size = min(max(total // (4 * cpus), 1), 500_000)
+    size = -(-size // batch_size) * batch_size
+    out, offset = [], 0
+    for i, s in enumerate(sources):
+        if s.kind == "parquet":
+            out += [Piece(i, offset, a, min(size, s.rows - a), False) for a in range(0, s.rows, size)]
+        else:
+            out.append(Piece(i, offset, 0, s.rows, True))
+        offset += s.rows
+    return out
 
 
-_ANALYSERS: dict = {}
-
-
-def _analyser(ray, shipped: list) -> Analyser:
-    key = shipped[0].hex()
-    if key not in _ANALYSERS:  # unpickling it (classifier weights and all) costs 3x a batch's analysis
-        _ANALYSERS.clear()
-        _ANALYSERS[key] = ray.get(shipped[0])
-    return _ANALYSERS[key]
-
-
-def _analyse_piece(shipped: list, source: Source, unit: "Piece", first: int, last: int, layout: OutputLayout,
-                   batch_size: int, parts: str) -> tuple[int, float]:
-    import ray
-
-    analyser = _analyser(ray, shipped)
-    cols = layout.read_columns(source)
-    t = time.perf_counter()
-    read = 0.0
-    rows = 0
-    for bi, offset, batch in _read_batches(source, unit, first, last, batch_size, cols):
-        path = Path(parts) / part_name(unit.source, bi)
-        rows += batch.num_rows
-        if path.exists():
-            continue
-        job = layout.job(source, batch, offset)
-        read += time.perf_counter() - t
-        result, timers = analyser(job)
-        write_part(path, result, timers)
-        t = time.perf_counter()
-    return rows, read
-
-
-def _read_batches(source: Source, unit: "Piece", first: int, last: int, batch_size: int, cols: list[str]
-                  ) -> Iterator[tuple[int, int, pa.RecordBatch]]:
-    """(batch index, its first row in the file, batch) for batches first..last-1, cut as
-    `Source.batches` cuts the whole file."""
-    if unit.row_groups is None:
+def read_piece(source: Source, unit: Piece, batch_size: int, cols: list[str] | None
+               ) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+    """(batch index, its first row in the file, batch) over the piece, cut as `Source.batches` cuts the
+    whole file: batch k holds the file's rows [k x batch_size, (k + 1) x batch_size) (Arrow: per record batch)."""
+    if unit.whole:
         offset = 0
         for bi, batch in enumerate(source.batches(batch_size, cols)):
             yield bi, offset, batch
             offset += batch.num_rows
         return
-    lo, hi = first * batch_size, min(last * batch_size, source.rows)
+    lo, hi = unit.start, unit.start + unit.rows
     groups, row = _row_groups(source, lo, hi)
     carry: list[pa.RecordBatch] = []  # rows read but not yet handed out: less than a batch (streamed, not whole)
-    held, bi = 0, first
+    held, bi = 0, lo // batch_size
     for batch in source.batches(batch_size, cols, row_groups=groups):
         a, b = max(lo - row, 0), min(hi - row, batch.num_rows)
         row += batch.num_rows
@@ -175,6 +145,8 @@ def _read_batches(source: Source, unit: "Piece", first: int, last: int, batch_si
             yield bi, bi * batch_size, table.slice(0, batch_size).combine_chunks().to_batches()[0]
             rest = table.slice(batch_size)
             carry, held, bi = rest.combine_chunks().to_batches() if rest.num_rows else [], rest.num_rows, bi + 1
+        if row >= hi:
+            break
 
 
 def _row_groups(source: Source, lo: int, hi: int) -> tuple[list[int], int]:
@@ -192,34 +164,66 @@ def _row_groups(source: Source, lo: int, hi: int) -> tuple[list[int], int]:
     return groups, first or 0
 
 
+# -- 1. pass 1 ----------------------------------------------------------------------------------------
+def analyse_on_ray(ray, analyser: Analyser, sources: list[Source], layout: OutputLayout, batch_size: int,
+                   parts: Path, cpus: int) -> Iterator[tuple[int, float]]:
+    """Pass 1 as one task per input piece: the task reads its rows itself and writes their parts (the
+    local engine's batches and part names), so the driver ships no text; (rows, read seconds) per piece
+    as pieces finish. Ray hands pieces to CPUs as they free up."""
+    shipped = [ray.put(analyser)]  # inside a list: each worker fetches it once (_analyser), not every task
+    pending = {}
+    for unit in pieces(sources, cpus, batch_size):
+        source = sources[unit.source]
+        first = unit.start // batch_size
+        last = source.batch_count(batch_size) if unit.whole else -(-(unit.start + unit.rows) // batch_size)
+        if all((parts / part_name(unit.source, b)).exists() for b in range(first, last)):
+            continue
+        task = remote(ray, _analyse_piece).remote(shipped, source, unit, layout, batch_size, str(parts))
+        pending[task] = True
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        del pending[done[0]]
+        yield ray.get(done[0])
+
+
+_ANALYSERS: dict = {}
+
+
+def _analyser(ray, shipped: list) -> Analyser:
+    key = shipped[0].hex()
+    if key not in _ANALYSERS:  # unpickling it (classifier weights and all) costs 3x a batch's analysis
+        _ANALYSERS.clear()
+        _ANALYSERS[key] = ray.get(shipped[0])
+    return _ANALYSERS[key]
+
+
+def _analyse_piece(shipped: list, source: Source, unit: Piece, layout: OutputLayout, batch_size: int,
+                   parts: str) -> tuple[int, float]:
+    import ray
+
+    analyser = _analyser(ray, shipped)
+    cols = layout.read_columns(source)
+    t = time.perf_counter()
+    read = 0.0
+    rows = 0
+    for bi, offset, batch in read_piece(source, unit, batch_size, cols):
+        path = Path(parts) / part_name(unit.source, bi)
+        rows += batch.num_rows
+        if path.exists():
+            continue
+        job = layout.job(source, batch, offset)
+        read += time.perf_counter() - t
+        result, timers = analyser(job)
+        write_part(path, result, timers)
+        t = time.perf_counter()
+    return rows, read
+
+
 # -- 3. pass 2 ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Piece:
-    """Rows [start, start + rows) of input file `source` (global row `offset` + start), read on their own."""
-
-    source: int
-    offset: int
-    start: int
-    rows: int
-    row_groups: list[int] | None
-
-
-def pieces(sources: list[Source], cpus: int) -> list[Piece]:
-    total = sum(s.rows for s in sources)
-    # a few pieces per CPU (the last ones do not leave CPUs idle for long), and many more at scale: a piece is
-    # the unit a rerun redoes and that pass 2 holds the decisions of
-    size = max(1, min(total // (4 * cpus), 500_000))
-    out, offset = [], 0
-    for i, s in enumerate(sources):
-        out += [Piece(i, offset, a, n, groups) for a, n, groups in s.pieces(size)]
-        offset += s.rows
-    return out
-
-
 def write_on_ray(ray, sources: list[Source], layout: OutputLayout, parts: list[Part], out: Path, work: Path,
                  fmt: str, shard_bytes: int, batch_size: int, meta: dict, cpus: int) -> dict[str, float]:
     t0 = time.perf_counter()
-    units = pieces(sources, cpus)
+    units = pieces(sources, cpus, batch_size)
     dirs = [work / "pass2" / f"piece-{k:05d}" for k in range(len(units))]
     starts = np.array([p.start for p in parts], dtype=np.int64)
     total = sum(s.rows for s in sources)
@@ -279,7 +283,7 @@ def _write_piece(source: Source, unit: Piece, parts: list[Part], layout: OutputL
     kept = ShardWriter(directory / "kept", layout.kept_schema, fmt=fmt, meta=meta, **sizes)
     removed = ShardWriter(directory / "removed", layout.removed_schema, fmt=fmt, meta=meta, **sizes)
     row = unit.offset + unit.start
-    for batch in source.batches(batch_size, row_groups=unit.row_groups):
+    for _, _, batch in read_piece(source, unit, batch_size, None):
         rows = np.arange(row, row + batch.num_rows) - decided.first
         full = layout.output_batch(source, batch, row - unit.offset, rows, decided)
         is_kept = decided.stage[rows] == 0

@@ -70,7 +70,7 @@ class Source:
     def batches(self, batch_size: int, columns: list[str] | None = None,
                 row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches of at most batch_size rows (JSONL: with a PROBLEM column, see below); of a
-        Parquet file, optionally only some of its row groups (see `pieces`)."""
+        Parquet file, optionally only some of its row groups."""
         if self.kind == "parquet":
             yield from _parquet_batches(self.path, batch_size, columns, row_groups)
         elif self.kind == "arrow":
@@ -86,23 +86,6 @@ class Source:
         if self.kind != "arrow":
             return -(-self.rows // batch_size)
         return sum(-(-batch.num_rows // batch_size) for batch in _arrow_reader(self.path))
-
-    def pieces(self, rows: int) -> list[tuple[int, int, list[int] | None]]:
-        """(first row, rows, row groups) of pieces of about `rows` rows that can be read on their own: runs
-        of Parquet row groups; the whole file for Arrow and JSONL, which are read from the start."""
-        if self.kind != "parquet":
-            return [(0, self.rows, None)]
-        meta = pq.ParquetFile(self.path).metadata
-        out: list[tuple[int, int, list[int] | None]] = []
-        start = size = 0
-        groups: list[int] = []
-        for g in range(meta.num_row_groups):
-            groups.append(g)
-            size += meta.row_group(g).num_rows
-            if size >= rows or g == meta.num_row_groups - 1:
-                out.append((start, size, groups))
-                start, size, groups = start + size, 0, []
-        return out or [(0, 0, None)]
 
 
 def open_source(path: Path) -> Source:
