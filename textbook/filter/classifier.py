@@ -21,6 +21,7 @@ import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.filter.features import FEATURES_VERSION, FeatureConfig, featurizer
+from textbook.filter.vectors import WordVectors
 from textbook.minhash import WordTable
 from textbook.shards import atomic_write_bytes, atomic_write_json
 
@@ -30,7 +31,8 @@ SCHEMES = ("binary", "edu5")
 
 class EduClassifier:
     def __init__(self, features: FeatureConfig, scheme: str, sparse_w: np.ndarray | None, dense_w: np.ndarray,
-                 dense_mean: np.ndarray, dense_std: np.ndarray, bias: float, meta: dict[str, Any] | None = None):
+                 dense_mean: np.ndarray, dense_std: np.ndarray, bias: float, meta: dict[str, Any] | None = None,
+                 vectors: WordVectors | None = None):
         if scheme not in SCHEMES:
             raise TextbookError(f"unknown label scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
         self.features, self.scheme = features, scheme
@@ -40,23 +42,26 @@ class EduClassifier:
         self.dense_std = np.asarray(dense_std, dtype=np.float32)
         self.bias = float(bias)
         self.meta = dict(meta or {})
+        self.vectors = vectors
+        self.calibration: tuple[np.ndarray, np.ndarray] | None = None  # edu5: (head output, score) knots
         self._featurizer = None
         self._w_ext: np.ndarray | None = None
 
     @property
     def featurizer(self):
         if self._featurizer is None:
-            self._featurizer = featurizer(self.features)
+            self._featurizer = featurizer(self.features, self.vectors)
         return self._featurizer
 
     def decision(self, texts: Sequence[str], words: WordTable | None = None) -> np.ndarray:
         """The linear head's raw output (log-odds for binary, the score for edu5)."""
         z = np.full(len(texts), self.bias, dtype=np.float64)
-        if self.features.kind == "hashed":
+        if self.features.kind != "embeddings":
             words = words if words is not None else WordTable(texts)
-            if self._w_ext is None:  # one extra zero weight: the bucket of "not an n-gram"
-                self._w_ext = np.append(self.sparse_w, np.float32(0))
-            z += self.featurizer.dot(self._w_ext, texts, words)
+            if self.sparse_w is not None:
+                if self._w_ext is None:  # one extra zero weight: the bucket of "not an n-gram"
+                    self._w_ext = np.append(self.sparse_w, np.float32(0))
+                z += self.featurizer.dot(self._w_ext, texts, words)
             dense = self.featurizer.dense(texts, words)
         else:
             _, dense = self.featurizer.transform(texts)
@@ -71,7 +76,14 @@ class EduClassifier:
         z = self.decision(texts, words)
         if self.scheme == "binary":
             return (5.0 / (1.0 + np.exp(-z))).astype(np.float32)
-        return np.clip(z, 0.0, 5.0).astype(np.float32)
+        return self.calibrate(z)
+
+    def calibrate(self, z: np.ndarray) -> np.ndarray:
+        """edu5: the head's output as a 0-5 score (through the calibration knots when the model has them)."""
+        if self.calibration is None:
+            return np.clip(z, 0.0, 5.0).astype(np.float32)
+        xs, ys = self.calibration
+        return np.interp(z, xs, ys).astype(np.float32)
 
     # -- files -------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -81,6 +93,10 @@ class EduClassifier:
                   "bias": np.array([self.bias], dtype=np.float64)}
         if self.sparse_w is not None:
             arrays["sparse_w"] = self.sparse_w
+        if self.vectors is not None:  # float16 halves the file; the head was fitted on these rounded values
+            arrays["vec_keys"], arrays["vec_table"] = self.vectors.keys, self.vectors.table.astype(np.float16)
+        if self.calibration is not None:
+            arrays["cal_x"], arrays["cal_y"] = self.calibration
         import io
 
         buf = io.BytesIO()
@@ -119,12 +135,19 @@ class EduClassifier:
             fields = {f.name for f in dataclasses.fields(FeatureConfig)}
             feats = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["features"].items() if k in fields}
             features = FeatureConfig(**feats)
+            vectors = (WordVectors(arrays["vec_keys"], arrays["vec_table"].astype(np.float32))
+                       if "vec_keys" in arrays else None)
             model = cls(features, meta["scheme"], arrays.get("sparse_w"), arrays["dense_w"], arrays["dense_mean"],
                         arrays["dense_std"], float(arrays["bias"][0]),
-                        {k: v for k, v in meta.items() if k not in ("format", "features_version", "scheme", "features", "weights_sha256")})
+                        {k: v for k, v in meta.items() if k not in ("format", "features_version", "scheme", "features", "weights_sha256")},
+                        vectors)
+            if "cal_x" in arrays:
+                model.calibration = (arrays["cal_x"], arrays["cal_y"])
         except (KeyError, ValueError, TypeError, OSError) as exc:
             raise TextbookError(f"classifier {directory} is unreadable ({exc}): {hint}") from None
-        if model.sparse_w is not None and features.kind == "hashed" and len(model.sparse_w) != 1 << features.bits:
+        if features.kind in ("static", "hashed+static") and vectors is None:
+            raise TextbookError(f"classifier {directory} uses {features.kind} features but holds no word vectors: {hint}")
+        if model.sparse_w is not None and features.kind != "embeddings" and len(model.sparse_w) != 1 << features.bits:
             raise TextbookError(f"classifier {directory}: {len(model.sparse_w)} weights for {features.bits}-bit hashing: {hint}")
         return model
 
@@ -143,6 +166,13 @@ def bundled_classifier_dir() -> Path:
     return data_dir("filters") / "classifier"
 
 
+BUNDLED = {"binary": "classifier", "edu5": "edu5"}  # name -> directory under filters/
+
+
 def load_classifier(path: str | Path | None) -> EduClassifier:
-    """The classifier at `path`, or the bundled one."""
+    """The classifier at `path`, a bundled one by name (`binary`, the default; `edu5`), or the default."""
+    if path and str(path) in BUNDLED and not Path(path).exists():
+        from textbook.bundled import data_dir
+
+        return EduClassifier.load(data_dir("filters") / BUNDLED[str(path)])
     return EduClassifier.load(Path(path) if path else bundled_classifier_dir())

@@ -133,7 +133,7 @@ class FilterRun:
     preset: str = "default"
     text_column: str = "text"
     id_column: str = "id"
-    classifier: str | None = None  # a model directory; None = the bundled one
+    classifier: str | None = None  # a model directory or a bundled name (binary, edu5); None = binary
     threshold: float | None = None  # overrides the preset's classifier.threshold
     workers: int = 2
     batch_size: int = 1000
@@ -160,7 +160,7 @@ class ScoreConfig:
     """`filter score` (CLI > textbook.toml [filter_score] > defaults): every row with its edu_score (filter/score.py)."""
 
     text_column: str = "text"
-    classifier: str | None = None  # a model directory; None = the bundled one
+    classifier: str | None = None  # a model directory or a bundled name (binary, edu5); None = binary
     batch_size: int = 1000
     format: str = "parquet"
     checkpoint_rows: int = 50_000
@@ -173,7 +173,7 @@ class ScoreConfig:
 
 
 
-FEATURE_KINDS = ("hashed", "embeddings")  # the classifier's features (filter/features.py)
+FEATURE_KINDS = ("hashed", "static", "hashed+static", "embeddings")  # the classifier's features (filter/features.py)
 
 
 @dataclass(frozen=True)
@@ -205,14 +205,16 @@ class ClassifierTrainConfig:
     folds: int = 5  # cross-validation folds
     C: float = 16.0  # inverse regularisation of the linear head (chosen by CV on the bundled data)
     seed: int = 0
-    features: str = "hashed"  # hashed (word 1-2 + char 3-5 grams) | embeddings (needs embeddings_model)
+    # hashed (word 1-2 + char 3-5 grams) | static (word vectors distilled from embeddings_model) | hashed+static |
+    # embeddings (the sentence-transformer itself, slow)
+    features: str = "hashed"
     embeddings_model: str | None = None  # a local sentence-transformers directory (nothing is downloaded)
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_KINDS:
             raise ConfigError(f"unknown --features {self.features!r}: use {' or '.join(FEATURE_KINDS)}")
-        if self.features == "embeddings" and not self.embeddings_model:
-            raise ConfigError("--features embeddings needs --embeddings-model DIR (a local sentence-transformers model)")
+        if self.features in ("embeddings", "static", "hashed+static") and not self.embeddings_model:
+            raise ConfigError(f"--features {self.features} needs --embeddings-model DIR (a local sentence-transformers model)")
         if self.folds < 2:
             raise ConfigError(f"--folds must be at least 2 for cross-validation, not {self.folds}")
         if self.C <= 0:

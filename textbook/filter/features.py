@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.filter.config import FEATURE_KINDS
 from textbook.minhash import MIX, U64, WordTable, is_word_char
+
+if TYPE_CHECKING:
+    from textbook.filter.vectors import WordVectors
 
 # Bumped whenever the hashing or the features change: a model trained on other features is refused.
 FEATURES_VERSION = 4
@@ -34,7 +37,7 @@ KINDS = FEATURE_KINDS
 class FeatureConfig:
     """What the model sees; stored beside its weights so a model rebuilds its own features."""
 
-    kind: str = "hashed"  # hashed | embeddings
+    kind: str = "hashed"  # hashed | static | hashed+static | embeddings
     bits: int = 18  # 2**18 float32 weights = 1 MB, cache-resident; 2**20 scored the same in cross-validation
     word_ngrams: tuple[int, ...] = (1, 2)
     char_ngrams: tuple[int, ...] = (3, 4, 5)
@@ -42,7 +45,8 @@ class FeatureConfig:
     style: bool = False  # the statistics below: they helped on web-vs-textbook labels, hurt on human ones
     norm: str = "l1"  # n-gram values: count / n ("l1"; better on human labels in CV) or count / sqrt(n) ("sqrt", ~L2)
     style_scale: float = 1.0  # multiplies the standardised style features (balances them against n-grams)
-    embeddings_model: str | None = None  # a local sentence-transformers directory (kind = embeddings)
+    embeddings_model: str | None = None  # a local sentence-transformers directory (embeddings; static: distilled from)
+    vector_dims: int = 128  # static kinds: PCA dimensions of the distilled word vectors
 
 
 class _Classes:
@@ -74,14 +78,18 @@ class HashedFeatures:
     (scoring: a gather and a bincount per family, no matrix, no sort). An occurrence that is not an
     n-gram (the last n-1 characters of a document) gets bucket 2**bits, whose weight is zero."""
 
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, vectors: "WordVectors | None" = None):
         self.config = config
         self.width = 1 << config.bits
+        self.vectors = vectors  # static kinds: distilled word vectors, pooled into dense features
+        self.ngrams = config.kind != "static"
 
     def families(self, texts: Sequence[str], words: WordTable):
         """(bucket, doc, value per doc) for each n-gram family; value = 1/sqrt(n) or 1/n."""
         n_docs = len(texts)
         family = 0
+        if not self.ngrams:
+            return
         for n in self.config.word_ngrams:
             h, doc = (words.hashes, words.doc_of_word()) if n == 1 else words.ngram_hashes(n)
             per_doc = np.bincount(doc, minlength=n_docs)
@@ -110,10 +118,13 @@ class HashedFeatures:
         return 1.0 / (np.sqrt(per_doc) if self.config.norm == "sqrt" else per_doc)
 
     def transform(self, texts: Sequence[str], words: WordTable | None = None):
-        """scipy CSR (n_docs x 2**bits; duplicate entries add up) and dense style features."""
+        """scipy CSR (n_docs x 2**bits; duplicate entries add up; None for `static`) and the dense features
+        (style statistics, pooled word vectors)."""
         from scipy.sparse import csr_matrix
 
         words = words if words is not None else WordTable(texts)
+        if not self.ngrams:
+            return None, self.dense(texts, words)
         n_docs = len(texts)
         rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float64)]
         for bucket, doc, value in self.families(texts, words):
@@ -128,7 +139,10 @@ class HashedFeatures:
         return sparse, self.dense(texts, words)
 
     def dense(self, texts: Sequence[str], words: WordTable) -> np.ndarray:
-        return style_features(texts, words) if self.config.style else np.zeros((len(texts), 0), np.float32)
+        parts = [style_features(texts, words)] if self.config.style else []
+        if self.vectors is not None:
+            parts.append(self.vectors.features(words, self.config.max_chars))
+        return np.hstack(parts).astype(np.float32) if parts else np.zeros((len(texts), 0), np.float32)
 
     def dot(self, weights: np.ndarray, texts: Sequence[str], words: WordTable) -> np.ndarray:
         """The sparse features times `weights` (2**bits + 1 values, the last 0), per document,
@@ -211,9 +225,11 @@ class EmbeddingFeatures:
         return None, np.asarray(emb, dtype=np.float32)
 
 
-def featurizer(config: FeatureConfig):
-    if config.kind == "hashed":
-        return HashedFeatures(config)
+def featurizer(config: FeatureConfig, vectors: "WordVectors | None" = None):
+    if config.kind in ("hashed", "static", "hashed+static"):
+        if config.kind != "hashed" and vectors is None:
+            raise TextbookError(f"features {config.kind!r} need the distilled word vectors stored with the model")
+        return HashedFeatures(config, vectors if config.kind != "hashed" else None)
     if config.kind == "embeddings":
         return EmbeddingFeatures(config)
     raise TextbookError(f"unknown feature kind {config.kind!r}: use {' or '.join(KINDS)}")

@@ -19,6 +19,7 @@ from textbook.errors import TextbookError
 from textbook.filter.classifier import EduClassifier
 from textbook.filter.config import ClassifierTrainConfig
 from textbook.filter.features import FeatureConfig, featurizer
+from textbook.filter.vectors import WordVectors, distill
 from textbook.filter.inputs import expand, open_source
 from textbook.minhash import WordTable
 from textbook.report import Report
@@ -60,20 +61,30 @@ def load_labels(paths: Sequence[str], config: ClassifierTrainConfig) -> tuple[li
     return texts, y, scheme
 
 
-def _matrix(texts: Sequence[str], features: FeatureConfig):
-    sparse, dense = featurizer(features).transform(texts, WordTable(texts) if features.kind == "hashed" else None)
+def _matrix(texts: Sequence[str], features: FeatureConfig, vectors: WordVectors | None = None):
+    words = WordTable(texts) if features.kind != "embeddings" else None
+    sparse, dense = featurizer(features, vectors).transform(texts, words)
     return sparse, dense
 
 
+def word_vectors(features: FeatureConfig) -> WordVectors | None:
+    """The distilled word vectors the static kinds need (made from `embeddings_model`), else None."""
+    if features.kind not in ("static", "hashed+static"):
+        return None
+    if not features.embeddings_model:
+        raise TextbookError(f"--features {features.kind} needs --embeddings-model DIR (a local sentence-transformers model)")
+    return distill(features.embeddings_model, features.vector_dims)
+
+
 def fit(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfig, config: ClassifierTrainConfig,
-        *, cache=None, sample_weight: np.ndarray | None = None) -> EduClassifier:
+        *, cache=None, sample_weight: np.ndarray | None = None, vectors: WordVectors | None = None) -> EduClassifier:
     """Fit a linear head. `cache` = precomputed (sparse, dense) for these texts."""
     from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if scheme == "binary" and len(np.unique(y >= 0.5)) < 2:
         raise TextbookError("the labels hold only one class: the classifier needs examples of both")
-    sparse, dense = cache if cache is not None else _matrix(texts, features)
+    sparse, dense = cache if cache is not None else _matrix(texts, features, vectors)
     mean = dense.mean(axis=0) if dense.shape[1] else np.zeros(0, np.float32)
     std = dense.std(axis=0) + 1e-6 if dense.shape[1] else np.zeros(0, np.float32)
     parts = [sparse] if sparse is not None else []
@@ -90,7 +101,25 @@ def fit(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfi
         head.fit(x, y, sample_weight=sample_weight)
         coef, bias = np.asarray(head.coef_).ravel(), float(head.intercept_)
     width = sparse.shape[1] if sparse is not None else 0
-    return EduClassifier(features, scheme, coef[:width] if sparse is not None else None, coef[width:], mean, std, bias)
+    return EduClassifier(features, scheme, coef[:width] if sparse is not None else None, coef[width:], mean, std, bias,
+                         vectors=vectors)
+
+
+def calibrate(model: EduClassifier, y: np.ndarray, oof: np.ndarray) -> np.ndarray:
+    """edu5: a ridge head shrinks its output towards the mean, so few documents reach 3 even when the ranking
+    is right (a conditional mean stays below 3 for most true 3s too). The head's output is mapped so that its
+    distribution matches the labels': the out-of-fold output above which the share of documents equals the
+    share labelled k or more becomes k (piecewise linear between, the ends 0 and 5). Ranks are kept, and
+    `edu_score >= k` keeps as many documents as the rubric puts at k or above. Returns the calibrated
+    out-of-fold scores."""
+    top = 5
+    xs = [float(oof.min())]
+    for k in range(1, top):
+        xs.append(float(np.quantile(oof, float(np.mean(y < k)))))
+    xs.append(float(oof.max()))
+    xs = np.maximum.accumulate(np.array(xs)) + np.arange(top + 1) * 1e-9  # strictly increasing for np.interp
+    model.calibration = (xs, np.arange(top + 1, dtype=np.float64))
+    return model.calibrate(oof)
 
 
 def metrics(y: np.ndarray, score: np.ndarray, scheme: str, threshold: float) -> dict[str, Any]:
@@ -115,8 +144,9 @@ def metrics(y: np.ndarray, score: np.ndarray, scheme: str, threshold: float) -> 
 
 
 def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: FeatureConfig,
-                   config: ClassifierTrainConfig, sample_weight: np.ndarray | None = None) -> dict[str, Any]:
-    """Out-of-fold scores for every text, then the metrics over all of them."""
+                   config: ClassifierTrainConfig, sample_weight: np.ndarray | None = None,
+                   vectors: WordVectors | None = None, oof_out: list | None = None) -> dict[str, Any]:
+    """Out-of-fold scores for every text (appended to `oof_out` when given), then the metrics over all of them."""
     from sklearn.model_selection import StratifiedKFold
 
     strata = (y >= 0.5) if scheme == "binary" else np.round(y).astype(int)
@@ -127,14 +157,18 @@ def cross_validate(texts: Sequence[str], y: np.ndarray, scheme: str, features: F
         folds = min(config.folds, int(np.bincount(strata.astype(int)).min()))
     if folds < 2:
         raise TextbookError("too few labels of one kind for cross-validation: annotate more documents")
-    sparse, dense = _matrix(texts, features)
+    sparse, dense = _matrix(texts, features, vectors)
     oof = np.zeros(len(texts), dtype=np.float64)
     for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(texts, strata):
         cache = (sparse[train_idx] if sparse is not None else None, dense[train_idx])
         model = fit([texts[i] for i in train_idx], y[train_idx], scheme, features, config, cache=cache,
-                    sample_weight=None if sample_weight is None else sample_weight[train_idx])
-        oof[test_idx] = model.score([texts[i] for i in test_idx])
-    return {"folds": folds, **metrics(y, oof, scheme, config.threshold)}
+                    sample_weight=None if sample_weight is None else sample_weight[train_idx], vectors=vectors)
+        oof[test_idx] = model.decision([texts[i] for i in test_idx]) if scheme == "edu5" else model.score(
+            [texts[i] for i in test_idx])
+    if oof_out is not None:
+        oof_out.append(oof)
+    score = np.clip(oof, 0, 5) if scheme == "edu5" else oof
+    return {"folds": folds, **metrics(y, score, scheme, config.threshold)}
 
 
 def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | None = None,
@@ -145,8 +179,14 @@ def train(paths: Sequence[str], out: str | Path, *, features: FeatureConfig | No
     features = features or config.feature_config()
     t0 = time.perf_counter()
     texts, y, scheme = load_labels(paths, config)
-    cv = cross_validate(texts, y, scheme, features, config)
-    model = fit(texts, y, scheme, features, config)
+    vectors = word_vectors(features)
+    oof: list = []
+    cv = cross_validate(texts, y, scheme, features, config, vectors=vectors, oof_out=oof)
+    model = fit(texts, y, scheme, features, config, vectors=vectors)
+    if scheme == "edu5":
+        calibrated = calibrate(model, y, oof[0])
+        cv = {**metrics(y, calibrated, scheme, config.threshold), "folds": cv["folds"],
+              "note": "edu5: scores calibrated (label-distribution matching) on these same out-of-fold scores", "uncalibrated": cv}
     model.meta.update({
         "trained_on": [str(p) for p in paths], "rows": len(texts), "threshold": config.threshold,
         "cross_validation": cv, "train_config": dataclasses.asdict(config),
