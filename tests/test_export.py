@@ -156,6 +156,36 @@ def test_cli_infer_and_check(exported, capsys):
     assert "NPU check: ok" in capsys.readouterr().out
 
 
+def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_path, capsys, monkeypatch):
+    import textbook.export.runner as runner_module
+
+    root, _ = exported
+    loads = []
+    real_init = runner_module.Runner.__init__
+
+    def counting_init(self, *a, **k):
+        loads.append(1)
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(runner_module.Runner, "__init__", counting_init)
+    queries = [q for q, *_ in SETTINGS[:4]]
+    expected = [t for _, t, *_ in SETTINGS[:4]]
+    (tmp_path / "requests.txt").write_text("\n".join(queries[:2] + [""] + queries[2:]) + "\n", encoding="utf-8")
+    assert _cli(["infer", str(root / "out"), "--input", str(tmp_path / "requests.txt"), "--variant", "int8"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines == expected[:2] + ['{"error": "empty request"}'] + expected[2:]  # line N answers line N
+    assert "5 requests, 1 without a call" in out.err and len(loads) == 1
+    # JSONL: the `query` field of each line
+    (tmp_path / "requests.jsonl").write_text("".join(json.dumps({"query": q, "n": i}) + "\n" for i, q in enumerate(queries)))
+    assert _cli(["infer", str(root / "out"), "-i", str(tmp_path / "requests.jsonl"), "--variant", "int8"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    # a line without `query` stops the run with one line that names it
+    (tmp_path / "bad.jsonl").write_text('{"query": "dark mode"}\n{"text": "no query"}\n')
+    assert _cli(["infer", str(root / "out"), "-i", str(tmp_path / "bad.jsonl")]) != 0
+    assert "bad.jsonl:2 has no text field `query`" in capsys.readouterr().err
+
+
 def test_bench_times_every_variant_side_by_side(exported, capsys):
     root, manifest = exported
     assert _cli(["infer", str(root / "out"), "--bench", "--data", str(root / "data"), "--requests", "6"]) == 0

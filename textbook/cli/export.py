@@ -80,11 +80,14 @@ def register(app: typer.Typer) -> None:
         split: Optional[str] = typer.Option(None, help=f"--bench: split of --data to use. (default: {default(InferConfig, 'split')})"),
         requests: Optional[int] = typer.Option(None, help=f"--bench: queries per variant. (default: {default(InferConfig, 'requests')})"),
         threads: Optional[int] = typer.Option(None, help=f"ONNX Runtime intra-op threads (0 = one per core). (default: {default(InferConfig, 'threads')})"),
+        input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Answer every request of a file (one per line, or a JSONL file's `query` field) with the model loaded once: one call per line on stdout, in order."),
         config: Optional[Path] = options.config_option("infer"),
     ) -> None:
         """Run an exported Mu with ONNX Runtime: greedy decoding with a fixed-size KV cache; prints the function call.
 
         Example: textbook infer export/settings "make the mouse pointer bigger"
+
+        Many requests, one model load: textbook infer export/settings --input requests.txt > calls.jsonl
 
         Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
         """
@@ -95,10 +98,27 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(format_bench(run_bench(directory, cfg)), nl=False)
             return
-        if not query:
-            raise TextbookError('give a query: textbook infer DIR "turn on bluetooth" (or --bench)')
+        if not query and not input_file:
+            raise TextbookError('give a query: textbook infer DIR "turn on bluetooth" (or --input FILE, or --bench)')
+        if query and input_file:
+            raise TextbookError("give a query or --input FILE, not both")
         from textbook.export.runner import Runner
 
+        if input_file:
+            from textbook.export.answers import answer_all, read_queries
+
+            queries = read_queries(input_file)  # checked before the model loads
+            first = next(queries, None)
+            runner = Runner(directory, cfg.variant, threads=cfg.threads)
+            stats: dict = {}
+            import itertools
+
+            for line in answer_all(runner, itertools.chain([] if first is None else [first], queries), stats):
+                typer.echo(line)
+            ms = sorted(stats["ms"])
+            p50 = f", p50 {ms[len(ms) // 2]:.0f} ms" if ms else ""
+            typer.echo(f"({runner.variant}: {stats['requests']:,} requests, {stats['errors']:,} without a call{p50})", err=True)
+            return
         runner = Runner(directory, cfg.variant, threads=cfg.threads)
         text, gen = runner(query)
         typer.echo(text)
