@@ -103,6 +103,30 @@ def test_eval_settings_lists_every_mistake(tmp_path, trained):
                                     "style": "command", "noise": ["clean"]}
 
 
+def test_eval_settings_scores_a_jsonl_set_by_style_on_the_call_and_the_page(tmp_path, trained):
+    """A hand-written set (query, target, style; no split), as tests/data/settings/realstyle.jsonl is."""
+    from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
+    from textbook.settings.catalogue import load_catalogue
+
+    tmp, _, _ = trained
+    catalogue = load_catalogue()
+    rows = [{"query": q, "target": t, "style": "short" if n % 2 else "indirect"} for n, (q, t, *_) in enumerate(SETTINGS)]
+    brightness = next(r for r in rows if '"display.brightness"' in r["target"])
+    # the same page as what the model says, another call on it: wrong call, right page
+    brightness["target"] = '{"action":"open","id":"display.brightness"}'
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = eval_settings(tmp / "run", [tmp_path / "mine.jsonl"], EvalSettingsConfig(latency_samples=0),
+                           catalogue=catalogue, progress=False)
+    assert report["rows"] == len(SETTINGS) and report["split"] == "mine"
+    assert report["exact_match"] == pytest.approx(7 / 8) and report["page_match"] == 1.0
+    assert set(report["by_style"]) == {"short", "indirect"} and set(report["page_by_style"]) == {"short", "indirect"}
+    assert (tmp / "run" / "eval-settings-mine.json").is_file()
+    (tmp_path / "bad.jsonl").write_text('{"query": "dark mode"}\n')
+    with pytest.raises(TextbookError, match="bad.jsonl:1 needs text fields"):
+        eval_settings(tmp / "run", [tmp_path / "bad.jsonl"], EvalSettingsConfig(latency_samples=0), progress=False)
+
+
 def test_settings_runs_read_queries_lowercased_everywhere(trained):
     from textbook.mu.data import BatchStream
     from textbook.mu.eval import _encode

@@ -38,8 +38,11 @@ from textbook.report import Report
 
 
 def _rows(directories: list[Path], split: str | None) -> pa.Table:
-    shards = check_shards(directories, [QUERY, TARGET])
-    tables = [read_shard(path).slice(0, rows) for path, rows in shards]
+    """Rows of settings shard directories, or of JSONL files of requests written by hand (`query`, `target`,
+    `style`; no split: every row counts), such as tests/data/settings/realstyle.jsonl."""
+    files = [d for d in directories if d.is_file() and d.suffix.lower() == ".jsonl"]
+    shards = check_shards([d for d in directories if d not in files], [QUERY, TARGET]) if len(files) < len(directories) else []
+    tables = [read_shard(path).slice(0, rows) for path, rows in shards] + [_jsonl(f) for f in files]
     if not tables:
         raise TextbookError(f"no rows in {', '.join(map(str, directories))}: the shards are empty")
     table = pa.concat_tables(tables, promote_options="default")
@@ -48,6 +51,33 @@ def _rows(directories: list[Path], split: str | None) -> pa.Table:
     if table.num_rows == 0:
         raise TextbookError(f"no {split!r} rows in {', '.join(map(str, directories))}: pass --split with a split the shards hold")
     return table
+
+
+def _jsonl(path: Path) -> pa.Table:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TextbookError(f"{path}:{number} is not JSON ({exc.msg}): fix that line") from None
+        if not isinstance(row, dict) or not isinstance(row.get(QUERY), str) or not isinstance(row.get(TARGET), str):
+            raise TextbookError(f"{path}:{number} needs text fields {QUERY!r} and {TARGET!r}")
+        rows.append({QUERY: row[QUERY], TARGET: row[TARGET], STYLE: row.get(STYLE)})
+    return pa.Table.from_pylist(rows, schema=pa.schema([(QUERY, pa.string()), (TARGET, pa.string()), (STYLE, pa.string())]))
+
+
+def _page(text: str, catalogue: CatalogueView | None) -> str | None:
+    """The page a call lands on (its setting's URI; "none" for none), or None when it names no known setting."""
+    try:
+        call = parse_target(text)
+    except TargetError:
+        return None
+    if call.action == "none":
+        return "none"
+    setting = catalogue.get(call.id or "") if catalogue is not None else None
+    return getattr(setting, "uri", None) or (call.id if catalogue is None else None)
 
 
 def _encode(tokenizer, texts: list[str], cfg, lexicon=None) -> list[list[int]]:
@@ -64,6 +94,13 @@ def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.T
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = True
     return ids.to(device), mask.to(device)
+
+
+def _action(target: str) -> str:
+    try:
+        return parse_target(target).action
+    except TargetError:
+        return "?"
 
 
 def _judge(text: str, gold: str, catalogue: CatalogueView | None) -> tuple[bool, bool]:
@@ -114,13 +151,18 @@ def eval_settings(
             outputs[i] = tokenizer.decode(tokens)
 
     groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    valid_count = correct_count = 0
+    pages: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # style -> [right page, rows]
+    valid_count = correct_count = page_count = 0
     errors = []
     for row, text in zip(rows, outputs):
         valid, correct = _judge(text, row[TARGET], catalogue)
+        on_page = correct or (_page(text, catalogue) is not None and _page(text, catalogue) == _page(row[TARGET], catalogue))
         valid_count += valid
         correct_count += correct
-        keys = {"action": [row.get(ACTION) or "?"], "style": [row.get(STYLE) or "?"],
+        page_count += on_page
+        pages[row.get(STYLE) or "?"][0] += on_page
+        pages[row.get(STYLE) or "?"][1] += 1
+        keys = {"action": [row.get(ACTION) or _action(row[TARGET])], "style": [row.get(STYLE) or "?"],
                 "noise": list(row.get(NOISE_OPS) or []) or ["clean"]}
         for group, names in keys.items():
             for name in names:
@@ -141,6 +183,8 @@ def eval_settings(
     report = {
         "run": str(run), "split": split, "rows": n,
         "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n,
+        "page_match": page_count / n,  # the call lands on the right Settings page (the exact call or another on it)
+        "page_by_style": {k: {"page_match": c / t, "rows": t} for k, (c, t) in sorted(pages.items())},
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},
         "by_style": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["style"].items())},
         "by_noise": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["noise"].items())},
@@ -148,22 +192,28 @@ def eval_settings(
                        "device": device, "threads": torch.get_num_threads()} if latencies else None,
         "errors": [{k: e[k] for k in ("query", "target", "output")} for e in errors[:20]],
     }
-    atomic_write_bytes(Path(run) / f"eval-settings-{split}-errors.jsonl",
+    # a JSONL set of its own is reported under its name, not the split's
+    name = Path(data[0]).stem if len(data) == 1 and Path(data[0]).suffix.lower() == ".jsonl" else split
+    report["split"] = name
+    atomic_write_bytes(Path(run) / f"eval-settings-{name}-errors.jsonl",
                        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors).encode())
-    atomic_write_json(Path(run) / f"eval-settings-{split}.json", report)
+    atomic_write_json(Path(run) / f"eval-settings-{name}.json", report)
     return Report(report, _settings_lines(report, Path(run)))
 
 
 def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
     """What `textbook eval settings` prints: exact match overall and by style, noise and action."""
     split = report["split"]
-    lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%}, invalid {report['invalid_rate']:.2%}"]
+    lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%}, right page {report['page_match']:.2%}, "
+             f"invalid {report['invalid_rate']:.2%}"]
     if report["latency_ms"]:
         lat = report["latency_ms"]
         lines.append(f"latency per request ({lat['requests']} on {lat['device']}): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
     for group in ("by_style", "by_noise", "by_action"):
         lines.append(group.replace("_", " ") + ":")
-        lines += [f"  {name:<24} {stats['exact_match']:7.2%}  ({stats['rows']} rows)" for name, stats in report[group].items()]
+        pages = report["page_by_style"] if group == "by_style" else {}
+        lines += [f"  {name:<24} {stats['exact_match']:7.2%}" + (f"  page {pages[name]['page_match']:7.2%}" if name in pages else "")
+                  + f"  ({stats['rows']} rows)" for name, stats in report[group].items()]
     lines.append(f"report: {run / f'eval-settings-{split}.json'}, every mistake: {run / f'eval-settings-{split}-errors.jsonl'}")
     return lines
 
