@@ -170,12 +170,14 @@ def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_p
     monkeypatch.setattr(runner_module.Runner, "__init__", counting_init)
     queries = [q for q, *_ in SETTINGS[:4]]
     expected = [t for _, t, *_ in SETTINGS[:4]]
-    (tmp_path / "requests.txt").write_text("\n".join(queries[:2] + [""] + queries[2:]) + "\n", encoding="utf-8")
+    too_long = " ".join(["please"] * 60)
+    (tmp_path / "requests.txt").write_text("\n".join(queries[:2] + ["", too_long] + queries[2:]) + "\n", encoding="utf-8")
     assert _cli(["infer", str(root / "out"), "--input", str(tmp_path / "requests.txt"), "--variant", "int8"]) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    assert lines == expected[:2] + ['{"error": "empty request"}'] + expected[2:]  # line N answers line N
-    assert "5 requests, 1 without a call" in out.err and len(loads) == 1
+    assert lines[:3] == expected[:2] + ['{"error": "empty request"}'] and lines[4:] == expected[2:]  # line N answers line N
+    assert "this export takes at most" in json.loads(lines[3])["error"]  # one request too long: the rest go on
+    assert "6 requests, 2 without a call" in out.err and len(loads) == 1
     # JSONL: the `query` field of each line
     (tmp_path / "requests.jsonl").write_text("".join(json.dumps({"query": q, "n": i}) + "\n" for i, q in enumerate(queries)))
     assert _cli(["infer", str(root / "out"), "-i", str(tmp_path / "requests.jsonl"), "--variant", "int8"]) == 0

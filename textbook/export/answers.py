@@ -2,8 +2,8 @@
 
 A text file gives one request per line; a JSONL file (`.jsonl`, or a first line that is a JSON object) gives
 each line's `query` field. Each request gets one output line, in order: the canonical call the model emitted,
-or `{"error": ...}` for an empty line or an output outside the call grammar, so line N of the output always
-answers line N of the input. The model is loaded once: 10,000 requests are one process, not 10,000.
+or `{"error": ...}` for an empty line, a request longer than the export takes, or an output outside the call
+grammar, so line N of the output always answers line N of the input. The model is loaded once: 10,000 requests are one process, not 10,000.
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ def answer_all(runner, queries: Iterator[str], stats: dict) -> Iterator[str]:
             yield json.dumps({"error": "empty request"})
             continue
         t = time.perf_counter()
-        text, _ = runner(query)
+        try:
+            text, _ = runner(query)
+        except TextbookError as exc:  # this request only (longer than the export takes): the others go on
+            stats["errors"] += 1
+            yield json.dumps({"error": str(exc)}, ensure_ascii=False)
+            continue
         stats["ms"].append((time.perf_counter() - t) * 1000)
         try:
             yield canonical(text)
