@@ -6,6 +6,7 @@
 #   bash examples/settings-demo.sh OUT                 # from scratch
 #   PRETRAINED=runs/pre bash examples/settings-demo.sh OUT   # fine-tune a `textbook train --task pretrain` checkpoint
 #   EVAL=requests.jsonl bash examples/settings-demo.sh OUT   # also answer a file of requests with the exported model
+#   N=2000 PRESET=mu-tiny MINUTES=0.2 bash examples/settings-demo.sh OUT   # a smoke run (tests/test_examples.py)
 #
 # On a 2-core CPU: ~1 minute of generation, 14.5 minutes of training, ~2 of evaluation and ~2 of export.
 set -euo pipefail
@@ -14,15 +15,17 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 OUT=$1
-MINUTES=${MINUTES:-14.5}
+MINUTES=${MINUTES:-14.5}  # the training time box
+N=${N:-200000}            # rows to generate
+PRESET=${PRESET:-mu-small}
 mkdir -p "$OUT"
 
-textbook gen settings --offline --n 200000 --out "$OUT/data"
+textbook gen settings --offline --n "$N" --out "$OUT/data"
 init=()
 if [ -n "${PRETRAINED:-}" ]; then
   init=(--init-from "$PRETRAINED")
 fi
-textbook train --preset mu-small --data "$OUT/data/settings" --task settings --out "$OUT/run" "${init[@]}" \
+textbook train --preset "$PRESET" --data "$OUT/data/settings" --task settings --out "$OUT/run" "${init[@]}" \
     --batch-size 256 --lr 4e-3 --warmup-steps 10 --decay-fraction 0.6 --max-steps 100000 --max-minutes "$MINUTES" \
     --precision bf16
 textbook eval settings "$OUT/run" --data "$OUT/data/settings"
