@@ -231,9 +231,8 @@ def test_textbook_toml_tokenizer_section_applies_and_flags_win(tmp_path, capsys,
 def test_run_rebuilds_from_its_own_config_without_pickle(trained):
     tmp, _, _ = trained
     run = tmp / "run"
-    files = {p.name for p in run.rglob("*") if p.is_file()}
-    assert files - {"eval-settings-validation.json", "eval-settings-validation-errors.jsonl", "eval-settings-test.json",
-                    "eval-settings-test-errors.jsonl", "eval-lm.json"} == {
+    files = {p.name for p in run.rglob("*") if p.is_file() and not p.name.startswith("eval-")}  # reports other tests left
+    assert files == {
         "config.json", "tokenizer.json", "lexicon.json", "model.safetensors", "log.jsonl", "optimizer.safetensors",
         "state.json", "run.json"}
     config = json.loads((run / "config.json").read_text())
