@@ -118,8 +118,7 @@ def _jobs(plan: Plan, run: FilterRun, parts: Path, timings: dict) -> Iterator[tu
 
 
 def _part_rows(path: Path) -> int:
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).get_batch(0).num_rows
+    return _part_meta(path)[0]
 
 
 def pass1(plan: Plan, run: FilterRun, preset: Preset, classifier: EduClassifier | None, work: Path,
