@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
+
+MARKER = "TEXTBOOK_RUN_MARKER"  # its value names one run's processes
 
 
 @contextmanager
@@ -25,28 +29,31 @@ def reaper() -> Iterator[None]:
         return
     read, write = os.pipe()
     parent = os.getpid()
+    marker = uuid.uuid4().hex
+    os.environ[MARKER] = marker  # inherited by everything the run starts from here on
     pid = os.fork()
     if pid == 0:  # the reaper
         os.close(write)
         try:
-            _watch(psutil, parent, read)
+            _watch(psutil, parent, read, marker)
         finally:
             os._exit(0)
     os.close(read)
     try:
         yield
     finally:
+        os.environ.pop(MARKER, None)
         os.write(write, b"x")  # a normal end: leave everything alone
         os.close(write)
         os.waitpid(pid, 0)
 
 
-def _watch(psutil, parent: int, read: int) -> None:
+def _watch(psutil, parent: int, read: int, marker: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run, which cleans up itself
     me = os.getpid()
     seen: dict[int, float] = {}
     while True:
-        ready, _, _ = select.select([read], [], [], 0.5)
+        ready, _, _ = select.select([read], [], [], 0.2)
         if ready:
             if os.read(read, 1):  # the run said goodbye
                 return
@@ -63,3 +70,14 @@ def _watch(psutil, parent: int, read: int) -> None:
                 proc.kill()
         except psutil.Error:
             continue
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter():
+            if proc.pid == me:
+                continue
+            try:
+                if proc.environ().get(MARKER) == marker:
+                    proc.kill()
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
