@@ -231,12 +231,17 @@ def pack(paras: list[str], target: int = PACK_TARGET) -> list[str]:
             cur = p
         else:
             cur = f"{cur}\n\n{p}" if cur else p
+    return _last(out, cur)
+
+
+def _last(done: list[str], cur: str) -> list[str]:
+    """The pieces with the one being filled added: merged into the previous one when it is short and fits."""
     if cur:
-        if out and len(cur) < MIN_CHARS and len(out[-1]) + len(cur) + 2 <= MAX_CHARS:
-            out[-1] += "\n\n" + cur
+        if done and len(cur) < MIN_CHARS and len(done[-1]) + len(cur) + 2 <= MAX_CHARS:
+            done[-1] += "\n\n" + cur
         else:
-            out.append(cur)
-    return out
+            done.append(cur)
+    return done
 
 
 def sections_to_docs(sections: list[str]) -> list[str]:
@@ -261,12 +266,7 @@ def sections_to_docs(sections: list[str]) -> list[str]:
             cur = s
         else:
             cur = f"{cur}\n\n{s}" if cur else s
-    if cur:
-        if docs and len(cur) < MIN_CHARS and len(docs[-1]) + len(cur) + 2 <= MAX_CHARS:
-            docs[-1] += "\n\n" + cur
-        else:
-            docs.append(cur)
-    return docs
+    return _last(docs, cur)
 
 
 HEAD = "\x01"  # marks a heading line in converted markup
