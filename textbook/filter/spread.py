@@ -185,7 +185,7 @@ def _group(ctx: Context, *pieces: Cols):
     band, key, label, exact = (c[k][order] for k in ("band", "key", "label", "exact"))
     is_exact = band == ctx.bands
     # exact groups: the first (smallest) label of a text-hash bucket keeps it
-    e_band, e_key, e_label = band[is_exact], key[is_exact], label[is_exact]
+    e_key, e_label = key[is_exact], label[is_exact]
     starts = group_starts(e_key)
     first = e_label[np.repeat(starts, np.diff(np.append(starts, len(e_key))))]
     dup = e_label != first
