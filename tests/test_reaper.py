@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
-
-pytest.importorskip("psutil")
 
 CHILD = """
 import subprocess, sys, time
