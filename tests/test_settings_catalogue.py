@@ -56,6 +56,40 @@ def test_bundled_catalogue_is_large_and_complete():
     assert "valid catalogue 'windows' with 503 settings" in describe_catalogue()
 
 
+def test_bundled_language_from_the_users_side():
+    """Every setting in the top half by popularity carries >= 8 problem statements and >= 6 phrases, and the
+    toggles whose ON state suppresses something say what, so negations get the right polarity."""
+    cat = load_catalogue()
+    popularity = sorted(s.popularity for s in cat.settings)
+    median = popularity[len(popularity) // 2]
+    top = [s for s in cat.settings if s.popularity >= median]
+    assert len(top) >= len(cat) // 2
+    for s in top:
+        assert sum(map(len, s.problems.values())) >= 8, s.id
+        assert sum(map(len, s.phrases.values())) >= 6, s.id
+    suppressing = {s.id for s in cat.settings if s.suppresses}
+    assert {"notifications.dnd", "sound.mute", "taskbar.autohide", "display.rotation_lock"} <= suppressing
+    assert not cat.get("bluetooth.enabled").suppresses and all(cat.get(i).type == "toggle" for i in suppressing)
+
+
+def test_suppresses_is_checked(tmp_path):
+    head = """
+        settings:
+          - {id: page.n, type: page, uri: "x:n", category: C, name: Notifications, description: d, words: [alerts]}
+    """
+    path = _write(tmp_path, head + """
+          - {id: n.dnd, type: toggle, uri: "x:n", name: Do not disturb, description: d, suppresses: [alerts]}
+          - {id: n.level, type: range, uri: "x:n", name: Level, description: d, min: 0, max: 9, suppresses: [noise]}
+          - {id: n.quiet, type: toggle, uri: "x:n", name: Quiet, description: d, suppresses: notifications}
+          - {id: n.self, type: toggle, uri: "x:n", name: Hush, description: d, words: [pings], suppresses: [pings]}
+    """)
+    errors = "\n".join(validate_catalogue_file(path))
+    assert "n.dnd: suppresses 'alerts', which also names page.n" in errors
+    assert "unknown key 'suppresses' for range settings" in errors
+    assert "(n.quiet) suppresses: must be a list of non-empty strings" in errors
+    assert "n.self: suppresses 'pings', which also names n.self" in errors
+
+
 def test_every_problem_reported_with_its_line(tmp_path):
     path = _write(tmp_path, """
         name: broken
@@ -195,3 +229,29 @@ def test_the_documented_example_is_a_valid_catalogue(tmp_path):
     assert validate_catalogue_file(path) == []
     cat = load_catalogue(path)
     assert cat.get("display.brightness").category == "System" and cat.get("personalization.colors.mode").option_values == ("light", "dark", "custom")
+
+
+def test_negations_of_what_a_toggle_suppresses_turn_it_on(tmp_path):
+    """"i don't want interruptions" turns do not disturb ON, "bring back interruptions" turns it OFF, while
+    "i don't want do not disturb" (the setting's own name) still turns it OFF."""
+    import random
+
+    from textbook.settings.language import load_noise_lexicon, load_templates
+    from textbook.settings.seeds import SeedBank
+
+    path = _write(tmp_path, """
+        settings:
+          - {id: page.n, type: page, uri: "x:n", category: C, name: Notifications, description: d, words: [alerts]}
+          - {id: n.dnd, type: toggle, uri: "x:n", name: Do not disturb, description: d, suppresses: [interruptions]}
+    """)
+    cat = load_catalogue(path)
+    bank = SeedBank(cat, load_templates(), load_noise_lexicon())
+    rng = random.Random(0)
+    seeds = [bank.draw(rng, 1) for _ in range(6000)]
+    negations = [s for s in seeds if s.style == "negation"]
+    on = {s.text for s in negations if s.action == "on"}
+    off = {s.text for s in negations if s.action == "off"}
+    assert "i don't want interruptions" in on and "i do not want interruptions" in on
+    assert "bring back interruptions" in off and "don't block interruptions" in off
+    assert "i don't want do not disturb" in off
+    assert not any("interruptions" in t for t in on & off)

@@ -39,7 +39,7 @@ _COMMON = {"id", "type", "uri", "category", "name", "description", "synonyms", "
            "popularity", "undoable", "status", "source"}
 _EXTRA = {
     "page": set(),
-    "toggle": {"default"},
+    "toggle": {"default", "suppresses"},
     "range": {"min", "max", "step", "unit", "default", "relative_step", "up", "down"},
     "enum": {"options", "default", "ordered", "unit", "up", "down"},
     "action": set(),
@@ -84,6 +84,9 @@ class Setting:
     down: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
     ordered: bool = False
+    # what a toggle's ON state suppresses ("notifications" for do not disturb): "i don't want notifications"
+    # then means `on`, where "i don't want <the setting>" means `off`
+    suppresses: tuple[str, ...] = ()
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -268,6 +271,8 @@ def _entry(raw: _Map, i: int, pages: dict[str, _Map], scheme: str, rep: _Report)
         if "default" in raw and not isinstance(raw["default"], bool):
             rep.add(raw.key_lines.get("default", line), where, "a toggle's default is true or false")
         values["default"] = raw.get("default")
+        values["suppresses"] = _strings(raw.get("suppresses"), rep, raw.key_lines.get("suppresses", line),
+                                        f"{where} suppresses")
     if (kind == "range" and not values) or (kind == "enum" and not values["options"]):
         return None  # already reported; problems/phrases cannot be checked without values
     probe = {"id": sid, "type": kind, "actions": Setting(sid, kind, "", "", "", "", **values).actions, **values}
@@ -339,6 +344,7 @@ def _check_text(path: str, text: str) -> tuple[Catalogue | None, list[str]]:
         lines[setting.id] = raw.line
         settings.append(setting)
     _check_shared_texts(settings, lines, rep)
+    _check_suppressed(settings, lines, rep)
     if rep.errors:
         return None, rep.errors
     cat = Catalogue(str(doc.get("name") or Path(path).stem), path, scheme, tuple(settings), {s.id: s for s in settings})
@@ -358,6 +364,21 @@ def _check_shared_texts(settings: list[Setting], lines: dict[str, int], rep: _Re
                         other = owner[norm]
                         rep.add(lines[s.id], s.id, f"text {text!r} is given for {key} here and for {other[1]} of {other[0]}")
                     owner.setdefault(norm, label)
+
+
+def _check_suppressed(settings: list[Setting], lines: dict[str, int], rep: _Report) -> None:
+    """What a toggle suppresses must not also name a setting: "i don't want <it>" would then mean this toggle
+    ON and that setting OFF (or, for its own name, both ON and OFF)."""
+    names: dict[str, str] = {}
+    for s in settings:
+        for name in (s.name, *s.synonyms, *s.words):
+            names.setdefault(" ".join(name.lower().split()), s.id)
+    for s in settings:
+        for thing in s.suppresses:
+            owner = names.get(" ".join(thing.lower().split()))
+            if owner:
+                rep.add(lines[s.id], s.id, f"suppresses {thing!r}, which also names {owner}: \"i don't want {thing}\" "
+                        "would mean two calls (name the setting by what it is, or drop one)")
 
 
 def validate_catalogue_file(path: str | Path) -> list[str]:
@@ -395,8 +416,12 @@ def describe_catalogue(path: str | Path | None = None) -> str:
         kinds[s.type] = kinds.get(s.type, 0) + 1
     with_words = sum(1 for s in cat.settings if s.words or s.synonyms)
     with_problems = sum(1 for s in cat.settings if s.problems)
+    problems = sum(len(t) for s in cat.settings for t in s.problems.values())
+    phrases = sum(len(t) for s in cat.settings for t in s.phrases.values())
+    suppressing = sum(1 for s in cat.settings if s.suppresses)
     return "\n".join([
         f"{cat.path}: valid catalogue {cat.name!r} with {len(cat)} settings",
         "  " + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())),
         f"  {with_words} with synonyms or everyday words, {with_problems} with problem statements",
+        f"  {problems:,} problem statements, {phrases:,} phrases; {suppressing} toggles name what they suppress",
     ])

@@ -232,6 +232,12 @@ class SeedBank:
         own = self._own(s, action)
         share = min(1.0, len(own) / 6)
         wrap = self.templates.wrappers
+        if s.suppresses and action in ("on", "off"):  # "i don't want notifications" turns do not disturb ON
+            for style, wrappers in wrap[f"suppressed_{action}"].items():
+                for thing in s.suppresses:
+                    for w in wrappers:
+                        frame = self._own_frame(w.replace("{x}", thing.lower()), None, style, frozenset())
+                        groups.setdefault(style, []).append((frame, 1.0 / len(s.suppresses) / len(wrappers)))
         for kind, text, value in own:
             text = text.lower()
             words = self._option_words(s, value)
