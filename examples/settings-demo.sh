@@ -30,9 +30,13 @@ textbook train --preset "$PRESET" --data "$OUT/data/settings" --task settings --
     --precision bf16
 textbook eval settings "$OUT/run" --data "$OUT/data/settings"
 textbook export "$OUT/run" --out "$OUT/export" --quantize a16w8,int8 --calibration "$OUT/data/settings" \
-    --max-source-len 32 --max-target-len 16
+    --max-source-len 64 --max-target-len 16
 if [ -n "${EVAL:-}" ]; then
   textbook infer "$OUT/export" --input "$EVAL" > "$OUT/answers.jsonl"
   echo "answers to $EVAL: $OUT/answers.jsonl"
+  if head -n 1 "$EVAL" | grep -q '"target"'; then  # labelled requests: score the run and the exported model per style
+    textbook eval settings "$OUT/run" --data "$EVAL"
+    python "$(dirname "$0")/score_answers.py" "$EVAL" "$OUT/answers.jsonl"
+  fi
 fi
 echo "exported model: $OUT/export   (textbook infer $OUT/export \"turn on bluetooth\")"

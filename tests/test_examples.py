@@ -33,3 +33,48 @@ def test_the_settings_demo_runs_gen_train_eval_export_and_answers_a_file(tmp_pat
     # no OUT: one line of usage, exit 2
     bad = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("usage: bash examples/settings-demo.sh OUT")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEXTBOOK_"))}
+    return env | {"OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"} | extra
+
+
+def test_the_pretraining_corpus_reads_wordnet_as_definitions(tmp_path):
+    """WordNet's data files (real lines, tests/data/wordnet) become one readable line per sense; the licence
+    header lines are skipped; the Debian documentation pool follows, each text with its package and licence."""
+    from textbook.shards import read_table
+
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "pretrain_corpus.py"), str(tmp_path / "corpus"),
+                           "--wordnet", str(ROOT / "tests" / "data" / "wordnet")], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_table(tmp_path / "corpus").to_pylist()
+    verbs = next(r["text"] for r in rows if r["id"] == "wordnet-verb-0").splitlines()
+    assert verbs[1] == 'hyperventilate (verb): breathe excessively hard and fast. "The mountain climber started to hyperventilate"'
+    adverbs = next(r["text"] for r in rows if r["id"] == "wordnet-adv-0").splitlines()
+    assert adverbs[1].startswith("AD, A.D., anno Domini (adverb): in the Christian era; used before dates")
+    assert len(rows) == 4 + 1446 and all(r["text"] and r["source"] for r in rows)
+    assert "LICENSEE" not in " ".join(r["text"] for r in rows[:4])
+    missing = subprocess.run([sys.executable, str(ROOT / "examples" / "pretrain_corpus.py"), str(tmp_path / "c2"),
+                              "--wordnet", str(tmp_path / "nowhere")], capture_output=True, text=True, env=_env())
+    assert missing.returncode == 1 and "install wordnet-base" in missing.stderr
+
+
+def test_pretrain_then_fine_tune(tmp_path):
+    """examples/settings-pretrain.sh makes a pretrained checkpoint with one tokenizer for text and calls, and
+    the demo fine-tunes it (PRETRAINED=...): the fine-tuned run carries the pretrained run's tokenizer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    small = {"N": "2000", "PRESET": "mu-tiny", "MINUTES": "0.1"}
+    pre = subprocess.run(["bash", str(ROOT / "examples" / "settings-pretrain.sh"), str(tmp_path / "pre")],
+                         env=_env(**small, WORDNET=str(ROOT / "tests" / "data" / "wordnet")), capture_output=True,
+                         text=True, timeout=600)
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert (tmp_path / "pre" / "run" / "model.safetensors").is_file()
+    demo = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh"), str(tmp_path / "demo")],
+                          env=_env(**small, PRETRAINED=str(tmp_path / "pre" / "run")), capture_output=True, text=True,
+                          timeout=600)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert (tmp_path / "demo" / "run" / "tokenizer.json").read_bytes() == (tmp_path / "pre" / "tokenizer.json").read_bytes()
+    assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "run")
