@@ -13,14 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEXTBOOK_"))}
+    return env | {"OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"} | extra
+
+
 def test_the_settings_demo_runs_gen_train_eval_export_and_answers_a_file(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     requests = tmp_path / "requests.txt"
     requests.write_text("turn on bluetooth\nmake the screen brighter\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEXTBOOK_"))}
-    env |= {"N": "2000", "PRESET": "mu-tiny", "MINUTES": "0.1", "EVAL": str(requests), "OMP_NUM_THREADS": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    env = _env(N="2000", PRESET="mu-tiny", MINUTES="0.1", EVAL=str(requests))
     done = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh"), str(tmp_path / "demo")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -33,11 +36,6 @@ def test_the_settings_demo_runs_gen_train_eval_export_and_answers_a_file(tmp_pat
     # no OUT: one line of usage, exit 2
     bad = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("usage: bash examples/settings-demo.sh OUT")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEXTBOOK_"))}
-    return env | {"OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"} | extra
 
 
 def test_the_pretraining_corpus_reads_wordnet_as_definitions(tmp_path):
@@ -72,9 +70,18 @@ def test_pretrain_then_fine_tune(tmp_path):
                          text=True, timeout=600)
     assert pre.returncode == 0, pre.stderr[-3000:]
     assert (tmp_path / "pre" / "run" / "model.safetensors").is_file()
+    labelled = tmp_path / "labelled.jsonl"  # a labelled EVAL file: the demo also scores the run and the export per style
+    labelled.write_text(
+        json.dumps({"query": "turn on bluetooth", "target": '{"action":"on","id":"bluetooth.enabled"}', "style": "short",
+                    "uri": "ms-settings:bluetooth"}) + "\n"
+        + json.dumps({"query": "what's the weather in paris", "target": '{"action":"none"}', "style": "none"}) + "\n",
+        encoding="utf-8")
     demo = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh"), str(tmp_path / "demo")],
-                          env=_env(**small, PRETRAINED=str(tmp_path / "pre" / "run")), capture_output=True, text=True,
-                          timeout=600)
+                          env=_env(**small, PRETRAINED=str(tmp_path / "pre" / "run"), EVAL=str(labelled)),
+                          capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
+    table = demo.stdout.split("style             rows     call     page")[1].splitlines()
+    assert table[1].split()[:2] == ["all", "2"] and {t.split()[0] for t in table[2:4]} == {"none", "short"}
+    assert (tmp_path / "demo" / "run" / "eval-settings-labelled.json").is_file()
     assert (tmp_path / "demo" / "run" / "tokenizer.json").read_bytes() == (tmp_path / "pre" / "tokenizer.json").read_bytes()
     assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "run")
