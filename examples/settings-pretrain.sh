@@ -11,6 +11,7 @@
 #   MINUTES=120 bash examples/settings-pretrain.sh OUT           # longer is better; on a GPU add DEVICE=cuda
 #   WORDNET=x/usr/share/wordnet bash examples/settings-pretrain.sh OUT   # WordNet unpacked without root
 #   N=2000 PRESET=mu-tiny MINUTES=0.2 bash examples/settings-pretrain.sh OUT   # a smoke run (tests/test_examples.py)
+#   EMBEDDINGS=none bash examples/settings-pretrain.sh OUT       # without all-MiniLM-L6-v2's word vectors
 #
 # WordNet comes from the Debian package wordnet-base (apt-get install wordnet-base; or, without root,
 # apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb x).
@@ -25,6 +26,7 @@ N=${N:-200000}
 PRESET=${PRESET:-mu-small}
 WORDNET=${WORDNET:-/usr/share/wordnet}
 DEVICE=${DEVICE:-cpu}
+EMBEDDINGS=${EMBEDDINGS:-minilm}  # the embedding's word rows start as all-MiniLM-L6-v2's vectors
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 
@@ -35,7 +37,11 @@ fi
 if [ ! -f "$OUT/tokenizer.json" ]; then
   textbook tokenizer train "$OUT/data/settings" "$OUT/corpus" --pretokenize whitespace --out "$OUT/tokenizer.json"
 fi
+embeddings=()
+if [ "$EMBEDDINGS" != none ]; then
+  embeddings=(--embeddings-from "$EMBEDDINGS")
+fi
 textbook train --preset "$PRESET" --task pretrain --data "$OUT/corpus" --tokenizer "$OUT/tokenizer.json" \
-    --out "$OUT/run" --batch-size 64 --lr 4e-3 --warmup-steps 20 --decay-fraction 0.3 --max-steps 1000000 \
+    --out "$OUT/run" "${embeddings[@]}" --batch-size 64 --lr 4e-3 --warmup-steps 20 --decay-fraction 0.3 --max-steps 1000000 \
     --max-minutes "$MINUTES" --precision bf16 --device "$DEVICE"
 echo "pretrained checkpoint: $OUT/run   (PRETRAINED=$OUT/run bash examples/settings-demo.sh DEMO_OUT)"

@@ -255,3 +255,42 @@ def test_negations_of_what_a_toggle_suppresses_turn_it_on(tmp_path):
     assert "bring back interruptions" in off and "don't block interruptions" in off
     assert "i don't want do not disturb" in off
     assert not any("interruptions" in t for t in on & off)
+
+
+def test_long_requests_keep_their_call(tmp_path):
+    """A seed joined with another of its setting's own wordings joins one of the same call (never an OFF
+    wording to an ON request), and a context clause names no setting: both make it a verbose request."""
+    import random
+
+    from textbook.settings.language import load_noise_lexicon, load_templates
+    from textbook.settings.seeds import SeedBank
+
+    path = _write(tmp_path, """
+        settings:
+          - {id: page.d, type: page, uri: "x:d", category: C, name: Display, description: d}
+          - id: n.light
+            type: toggle
+            uri: "x:d"
+            name: Night light
+            description: d
+            problems:
+              "on": [the screen is too blue at night, my eyes hurt from the screen in the evening]
+              "off": [everything looks orange, the colours look yellow and warm]
+    """)
+    cat = load_catalogue(path)
+    templates = load_templates()
+    own = {"on": ["the screen is too blue at night", "my eyes hurt from the screen in the evening"],
+           "off": ["everything looks orange", "the colours look yellow and warm"]}
+    rng = random.Random(0)
+    bank = SeedBank(cat, templates, load_noise_lexicon(), lengthen={"join": 1.0})
+    joined = [s for s in (bank.draw(rng, 1) for _ in range(3000)) if sum(t in s.text for ts in own.values() for t in ts) == 2]
+    assert len(joined) > 200 and all(s.style == "verbose" for s in joined)
+    for s in joined:
+        assert all(t in s.text for t in own[s.action]), s.text  # both halves say the same call
+    bank = SeedBank(cat, templates, load_noise_lexicon(), lengthen={"context": 1.0})
+    clauses = templates.context["before"] + templates.context["after"]
+    seeds = [bank.draw(rng, 1) for _ in range(500)]
+    long = [s for s in seeds if s.style != "keyword"]
+    assert long and all(s.style == "verbose" and any(c in s.text for c in clauses) for s in long)
+    bank = SeedBank(cat, templates, load_noise_lexicon(), lengthen={})
+    assert not any(sum(t in s.text for ts in own.values() for t in ts) == 2 for s in (bank.draw(rng, 1) for _ in range(3000)))

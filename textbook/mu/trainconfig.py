@@ -38,6 +38,9 @@ class TrainConfig:
     muon_ns_steps: int = 5  # Newton-Schulz iterations per Muon step (each ~5% of a mu-small step at batch 256 on CPU)
     seed: int = 0
     init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
+    # A sentence-transformers model directory, or "minilm" (the packaged all-MiniLM-L6-v2): the word rows of
+    # the token embedding start as its vectors (textbook/mu/embeddings.py).
+    embeddings_from: str | None = None
     lora_rank: int = 0
     lora_alpha: float | None = None  # default: the rank (scale 1)
     distill_from: str | None = None  # a larger Mu run with the same tokenizer (logit KD)
@@ -67,6 +70,9 @@ class TrainConfig:
         for name, value in positive.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if self.embeddings_from and self.init_from:
+            raise ConfigError("--embeddings-from starts a model from scratch, --init-from starts from a trained one: "
+                              "pass one (the trained run already holds its embedding)")
         if self.lora_rank < 0:
             raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
                               f"not {self.lora_rank}")

@@ -66,6 +66,7 @@ class Templates:
     verbs: frozenset[str]
     none_frames: tuple[str, ...]
     none_slots: dict[str, tuple[str, ...]]
+    context: dict[str, tuple[str, ...]]  # before / after clauses, join frames ({a}, {b}): long requests
 
 
 NOT_ALNUM = {ord(c): None for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}
@@ -111,6 +112,10 @@ def load_templates(path: str | None = None) -> Templates:
             for text in texts:
                 split_frame(text)  # fail early on a bad slot
     none_slots = _tuples(doc["none"]["slots"], f"{p}: none.slots")
+    context = _tuples(doc.get("context", {}), f"{p}: context")
+    for text in context.get("join", ()):
+        if text.count("{a}") != 1 or text.count("{b}") != 1:
+            raise TextbookError(f"{p}: context.join frame {text!r} must hold {{a}} and {{b}} once each")
     for text in doc["none"]["frames"]:
         split_frame(text, set(none_slots))
     return Templates(
@@ -119,6 +124,7 @@ def load_templates(path: str | None = None) -> Templates:
         verbs=frozenset(doc["verbs"]),
         none_frames=tuple(doc["none"]["frames"]),
         none_slots=none_slots,
+        context=context,
     )
 
 

@@ -33,6 +33,11 @@ ACTION_WEIGHTS = {
 }
 STYLE_WEIGHTS = {"command": 0.26, "keyword": 0.16, "question": 0.11, "problem": 0.18, "negation": 0.08,
                  "polite": 0.06, "casual": 0.10, "verbose": 0.05}
+# Shares of seeds made long (templates.yaml `context`): joined with another own wording of the same call,
+# or given a clause that names no setting. Without them the training requests stop at ~12 words (90th
+# percentile) while people who describe a problem write 20-30, and the model had never had to find the
+# request inside a long sentence.
+LENGTHEN = {"join": 0.10, "context": 0.08}
 @dataclass(slots=True)
 class Seed:
     tokens: list[str]
@@ -80,15 +85,22 @@ class SeedBank:
     """All frames of a catalogue, compiled once; `draw(rng, i)` renders a seed for setting i."""
 
     def __init__(self, catalogue: Catalogue, templates: Templates, lexicon: NoiseLexicon, *,
-                 action_weights: dict | None = None, style_weights: dict | None = None):
+                 action_weights: dict | None = None, style_weights: dict | None = None, lengthen: dict | None = None):
         self.catalogue = catalogue
         self.templates = templates
         self.lex = lexicon
         self.action_weights = action_weights or ACTION_WEIGHTS
         self.style_weights = style_weights or STYLE_WEIGHTS
+        self.lengthen = LENGTHEN if lengthen is None else lengthen
+        # Per (setting, action, value): the setting's own wordings of that call, bare, for joins.
+        self._bare: dict[tuple[int, str, Any], list[tuple[tuple, tuple]]] = {}
         settings = catalogue.settings
         self._kinds: dict[tuple[str, int], int] = {}
         self._frames: dict[tuple, _Frame] = {}
+        ctx = templates.context
+        self._before = [self._tokens(c, F) for c in ctx.get("before", ())]
+        self._after = [self._tokens(c, F) for c in ctx.get("after", ())]
+        self._joins = [split_frame(j, {"a", "b"}) for j in ctx.get("join", ())]
         self._names = self._resolve_names(settings)
         self._said = self._wordings(settings)
         self._labels = _distinctive_labels(settings)
@@ -241,6 +253,7 @@ class SeedBank:
         for kind, text, value in own:
             text = text.lower()
             words = self._option_words(s, value)
+            self._bare.setdefault((i, action, value), []).append(self._tokens(text, A, words))
             if kind == "problem":
                 for style, wrappers in wrap["problem"].items():
                     for w in wrappers:
@@ -309,7 +322,50 @@ class SeedBank:
             i, action, value = said
         if frame.style == "question" and rng.random() < 0.4 and not tokens[-1].endswith("?"):
             tokens[-1] += "?"
-        return Seed(tokens, kinds, action, i, value, frame.style, words)
+        style = frame.style
+        if style != "keyword" and self._lengthen(rng, tokens, kinds, (i, action, value)):
+            style = "verbose"
+            words = " ".join(tokens).lower().translate(NOT_ALNUM).split()
+        return Seed(tokens, kinds, action, i, value, style, words)
+
+    def _lengthen(self, rng: random.Random, tokens: list[str], kinds: list[int], call: tuple) -> bool:
+        """Maybe join the seed with another own wording of the same call, or add a clause; in place."""
+        r = rng.random()
+        join, context = self.lengthen.get("join", 0.0), self.lengthen.get("context", 0.0)
+        if r < join and self._joins:
+            others = [b for b in self._bare.get(call, ()) if list(b[0]) != tokens]
+            if not others:
+                return False
+            toks, ks = rng.choice(others)
+            a, b = (tokens[:], kinds[:]), (list(toks), list(ks))
+            if rng.random() < 0.5:
+                a, b = b, a
+            tokens.clear()
+            kinds.clear()
+            for p in rng.choice(self._joins):
+                if isinstance(p, str):
+                    tokens.append(p)
+                    kinds.append(F)
+                    continue
+                pre, slot, post = p
+                t, k = a if slot == "a" else b
+                t = list(t)
+                t[0], t[-1] = pre + t[0], t[-1] + post
+                tokens.extend(t)
+                kinds.extend(k)
+            return True
+        if r < join + context and self._before:
+            if rng.random() < 0.6:
+                t, k = rng.choice(self._before)
+                glue = rng.choice((",", ".", ""))
+                tokens[:0], kinds[:0] = [*t[:-1], t[-1] + glue], list(k)
+            else:
+                t, k = rng.choice(self._after)
+                tokens[-1] += rng.choice((",", ".", ""))
+                tokens.extend(t)
+                kinds.extend(k)
+            return True
+        return False
 
     def _value(self, rng: random.Random, i: int, s: Setting, marker: Any) -> tuple[Any, dict]:
         if marker not in _SAMPLED and marker != "<option-distinctive>":
