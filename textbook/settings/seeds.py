@@ -98,8 +98,10 @@ class SeedBank:
         self._kinds: dict[tuple[str, int], int] = {}
         self._frames: dict[tuple, _Frame] = {}
         ctx = templates.context
-        self._before = [self._tokens(c, F) for c in ctx.get("before", ())]
-        self._after = [self._tokens(c, F) for c in ctx.get("after", ())]
+        # (before?, clause): clauses go before the request 60% of the time, as people set the scene first
+        before, after = ctx.get("before", ()), ctx.get("after", ())
+        self._clauses = _Choice([((True, self._tokens(c, F)), 0.6 / len(before)) for c in before]
+                                + [((False, self._tokens(c, F)), 0.4 / len(after)) for c in after])
         self._joins = [split_frame(j, {"a", "b"}) for j in ctx.get("join", ())]
         self._names = self._resolve_names(settings)
         self._said = self._wordings(settings)
@@ -350,17 +352,17 @@ class SeedBank:
                 pre, slot, post = p
                 t, k = a if slot == "a" else b
                 t = list(t)
-                t[0], t[-1] = pre + t[0], t[-1] + post
+                t[0] = pre + t[0]
+                t[-1] = t[-1] + post  # after: a one-word wording takes both
                 tokens.extend(t)
                 kinds.extend(k)
             return True
-        if r < join + context and self._before:
-            if rng.random() < 0.6:
-                t, k = rng.choice(self._before)
+        if r < join + context and self._clauses:
+            before, (t, k) = self._clauses.pick(rng)
+            if before:
                 glue = rng.choice((",", ".", ""))
                 tokens[:0], kinds[:0] = [*t[:-1], t[-1] + glue], list(k)
             else:
-                t, k = rng.choice(self._after)
                 tokens[-1] += rng.choice((",", ".", ""))
                 tokens.extend(t)
                 kinds.extend(k)
