@@ -57,16 +57,19 @@ def test_bundled_catalogue_is_large_and_complete():
 
 
 def test_bundled_language_from_the_users_side():
-    """Every setting in the top half by popularity carries >= 8 problem statements and >= 6 phrases, and the
-    toggles whose ON state suppresses something say what, so negations get the right polarity."""
+    """Every setting carries >= 8 problem statements and >= 6 phrases (the top half by popularity >= 14 and
+    >= 9), but for two legacy links no text can tell from their twins, and the toggles whose ON state
+    suppresses something say what, so negations get the right polarity."""
     cat = load_catalogue()
     popularity = sorted(s.popularity for s in cat.settings)
     median = popularity[len(popularity) // 2]
-    top = [s for s in cat.settings if s.popularity >= median]
+    top = {s.id for s in cat.settings if s.popularity >= median}
     assert len(top) >= len(cat) // 2
-    for s in top:
-        assert sum(map(len, s.problems.values())) >= 8, s.id
-        assert sum(map(len, s.phrases.values())) >= 6, s.id
+    for s in cat.settings:
+        if s.id in ("page.colors", "page.privacy_advertisingid"):  # the Colors page again; an older Windows' ad id page
+            continue
+        assert sum(map(len, s.problems.values())) >= (14 if s.id in top else 8), s.id
+        assert sum(map(len, s.phrases.values())) >= (9 if s.id in top else 6), s.id
     suppressing = {s.id for s in cat.settings if s.suppresses}
     assert {"notifications.dnd", "sound.mute", "taskbar.autohide", "display.rotation_lock"} <= suppressing
     assert not cat.get("bluetooth.enabled").suppresses and all(cat.get(i).type == "toggle" for i in suppressing)
@@ -194,6 +197,10 @@ def test_yaml_12_booleans_and_duplicate_keys(tmp_path):
     cat = load_catalogue(path)
     assert cat.get("net.roaming").option_values == ("on", "off")
     assert cat.get("net.roaming").phrases == {"set:on": ("allow roaming",)}
+    # a key written twice inside phrases/problems: YAML keeps the last list, so the first one's texts would vanish
+    path.write_text(path.read_text() + "      set:on: [let it roam]\n")
+    errors = validate_catalogue_file(path)
+    assert len(errors) == 1 and "'set:on' is written twice" in errors[0] and ":17:" in errors[0]
 
 
 def test_a_users_catalogue_for_another_platform(tmp_path):
@@ -231,21 +238,24 @@ def test_the_documented_example_is_a_valid_catalogue(tmp_path):
     assert cat.get("display.brightness").category == "System" and cat.get("personalization.colors.mode").option_values == ("light", "dark", "custom")
 
 
+def _seed_bank(tmp_path, text: str):
+    """A seed drawer over a small catalogue written inline, with the bundled templates and noise lexicon."""
+    from textbook.settings.language import load_noise_lexicon, load_templates
+    from textbook.settings.seeds import SeedBank
+
+    return SeedBank(load_catalogue(_write(tmp_path, text)), load_templates(), load_noise_lexicon())
+
+
 def test_negations_of_what_a_toggle_suppresses_turn_it_on(tmp_path):
     """"i don't want interruptions" turns do not disturb ON, "bring back interruptions" turns it OFF, while
     "i don't want do not disturb" (the setting's own name) still turns it OFF."""
     import random
 
-    from textbook.settings.language import load_noise_lexicon, load_templates
-    from textbook.settings.seeds import SeedBank
-
-    path = _write(tmp_path, """
+    bank = _seed_bank(tmp_path, """
         settings:
           - {id: page.n, type: page, uri: "x:n", category: C, name: Notifications, description: d, words: [alerts]}
           - {id: n.dnd, type: toggle, uri: "x:n", name: Do not disturb, description: d, suppresses: [interruptions]}
     """)
-    cat = load_catalogue(path)
-    bank = SeedBank(cat, load_templates(), load_noise_lexicon())
     rng = random.Random(0)
     seeds = [bank.draw(rng, 1) for _ in range(6000)]
     negations = [s for s in seeds if s.style == "negation"]
@@ -255,6 +265,34 @@ def test_negations_of_what_a_toggle_suppresses_turn_it_on(tmp_path):
     assert "bring back interruptions" in off and "don't block interruptions" in off
     assert "i don't want do not disturb" in off
     assert not any("interruptions" in t for t in on & off)
+
+
+def test_negated_wordings_of_the_opposite_call(tmp_path):
+    """"don't stop the screen from dimming" asks for dimming ON: a toggle's verb-first wordings of one call,
+    negated, teach the other; problem statements and verbless phrases are never negated."""
+    import random
+
+    bank = _seed_bank(tmp_path, """
+        settings:
+          - {id: page.p, type: page, uri: "x:p", category: C, name: Power, description: d}
+          - id: p.dim
+            type: toggle
+            uri: "x:p"
+            name: Dim on battery
+            description: d
+            phrases:
+              "on": [let the screen dim when unplugged, darker screen when unplugged]
+              "off": [stop the screen from dimming on battery]
+            problems:
+              "off": [the screen goes dark whenever i unplug]
+    """)
+    rng = random.Random(0)
+    seeds = [bank.draw(rng, 1) for _ in range(6000)]
+    negated = {(s.text, s.action) for s in seeds if s.style == "negation"}
+    assert ("don't stop the screen from dimming on battery", "on") in negated
+    assert ("i don't want to let the screen dim when unplugged", "off") in negated
+    assert not any("darker screen" in t or "goes dark" in t for t, _ in negated)
+    assert not any("stop the screen from dimming" in t and a == "off" for t, a in negated)
 
 
 def test_long_requests_keep_their_call(tmp_path):

@@ -100,6 +100,8 @@ def _keyed(raw: Any, entry: _Map, key: str, setting: dict, rep: _Report, where: 
         rep.add(line, f"{where} {key}", "must map an action (or set:<value>) to a list of texts")
         return {}
     out: dict[str, tuple[str, ...]] = {}
+    for action, kline in getattr(raw, "duplicates", ()):  # YAML keeps the last list: the first one's texts would vanish
+        rep.add(kline, f"{where} {key}", f"{action!r} is written twice (merge the two lists)")
     for action, texts in raw.items():
         kline = raw.key_lines.get(action, line) if isinstance(raw, _Map) else line
         name, _, value = str(action).partition(":")
