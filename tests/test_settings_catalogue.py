@@ -200,7 +200,7 @@ def test_yaml_12_booleans_and_duplicate_keys(tmp_path):
     # a key written twice inside phrases/problems: YAML keeps the last list, so the first one's texts would vanish
     path.write_text(path.read_text() + "      set:on: [let it roam]\n")
     errors = validate_catalogue_file(path)
-    assert len(errors) == 1 and "'set:on' is written twice" in errors[0] and ":17:" in errors[0]
+    assert len(errors) == 1 and "key 'set:on' is written twice" in errors[0] and ":17:" in errors[0]
 
 
 def test_a_users_catalogue_for_another_platform(tmp_path):

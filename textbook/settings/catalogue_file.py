@@ -100,8 +100,6 @@ def _keyed(raw: Any, entry: _Map, key: str, setting: dict, rep: _Report, where: 
         rep.add(line, f"{where} {key}", "must map an action (or set:<value>) to a list of texts")
         return {}
     out: dict[str, tuple[str, ...]] = {}
-    for action, kline in getattr(raw, "duplicates", ()):  # YAML keeps the last list: the first one's texts would vanish
-        rep.add(kline, f"{where} {key}", f"{action!r} is written twice (merge the two lists)")
     for action, texts in raw.items():
         kline = raw.key_lines.get(action, line) if isinstance(raw, _Map) else line
         name, _, value = str(action).partition(":")
@@ -143,8 +141,6 @@ def _entry(raw: _Map, i: int, pages: dict[str, _Map], scheme: str, rep: _Report)
     if kind not in TYPES:
         rep.add(raw.key_lines.get("type", line), where, f"unknown type {kind!r} (use one of {', '.join(TYPES)})")
         return None
-    for key, kline in raw.duplicates:
-        rep.add(kline, where, f"key {key!r} is written twice")
     for key in sorted(set(raw) - _COMMON - _EXTRA[kind]):
         rep.add(raw.key_lines.get(key, line), where, f"unknown key {key!r} for {kind} settings")
     for key in ("uri", "name", "description"):
@@ -238,6 +234,7 @@ def check_text(path: str, text: str) -> tuple[Catalogue | None, list[str]]:
         return None, [f"{path}:1: a catalogue is a mapping with a `settings:` list (see textbook/settings/FORMAT.md)"]
     for key in sorted(set(doc) - {"name", "uri_scheme", "source", "license", "settings"}):
         rep.add(doc.key_lines.get(key, 1), "top level", f"unknown key {key!r} (known: name, uri_scheme, source, license, settings)")
+    _check_duplicate_keys(doc, "top level", rep)
     scheme = str(doc.get("uri_scheme") or "")
     raws = doc["settings"]
     pages: dict[str, _Map] = {}
@@ -263,6 +260,19 @@ def check_text(path: str, text: str) -> tuple[Catalogue | None, list[str]]:
         return None, rep.errors
     cat = Catalogue(str(doc.get("name") or Path(path).stem), path, scheme, tuple(settings), {s.id: s for s in settings})
     return cat, []
+
+
+def _check_duplicate_keys(node: Any, where: str, rep: _Report) -> None:
+    """A key written twice, at any depth: YAML keeps the last value silently, so the first one's texts would vanish."""
+    if isinstance(node, _Map):
+        for key, line in node.duplicates:
+            rep.add(line, where, f"key {key!r} is written twice (merge the two)")
+        for key, value in node.items():
+            _check_duplicate_keys(value, f"{where} {key}" if where != "top level" else str(key), rep)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            label = value.get("id") if isinstance(value, dict) and isinstance(value.get("id"), str) else i
+            _check_duplicate_keys(value, f"{where}[{label}]", rep)
 
 
 def _check_shared_texts(settings: list[Setting], lines: dict[str, int], rep: _Report) -> None:

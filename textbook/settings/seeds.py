@@ -275,11 +275,12 @@ class SeedBank:
             # dimming ON. People write these double negations with the setting's verbs, not its name.
             opposite = [t.lower() for kind, t, _ in self._own(s, "off" if action == "on" else "on")
                         if kind == "phrase" and t.split()[0].lower() in self.templates.verbs]
+            each = min(1.0, len(opposite) / 6) / len(opposite) if opposite else 0.0  # as `share` for own wordings
             for text in opposite:
                 for style, wrappers in wrap.get("negated", {}).items():
                     for w in wrappers:
                         frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
-                        groups.setdefault(style, []).append((frame, min(1.0, len(opposite) / 6) / len(opposite) / len(wrappers)))
+                        groups.setdefault(style, []).append((frame, each / len(wrappers)))
         return _Choice([((style, _Choice(frames)), self.style_weights.get(style, 0.0)) for style, frames in groups.items()])
 
     def _option_words(self, s: Setting, value: Any) -> frozenset:
