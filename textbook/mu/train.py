@@ -27,13 +27,14 @@ from textbook.mu.builder import build_run
 from textbook.mu.checkpoint import (
     WEIGHTS, checkpoint_dir, load_checkpoint, read_run_config, save_checkpoint, save_weights,
 )
-from textbook.mu.data import IGNORE, Batch, BatchStream
+from textbook.mu.data import IGNORE, Batch, BatchStream, check_shards, required_columns
 from textbook.mu.distill import kd_loss
 from textbook.mu.distributed import Distributed
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
 from textbook.mu.optim import build_optimizers, set_lr, wsd
+from textbook.mu.sentence import sentence_loss
 from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunDir
 from textbook.shards import atomic_write_bytes
@@ -92,6 +93,9 @@ def cross_entropy(model, src_ids, src_mask, tgt_in, labels, keep_logits: bool = 
 
 
 def _loss(forward, model, batch: Batch, teacher: Mu | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    if batch.vectors is not None:  # --task embed: the logged loss is the cosine distance
+        loss = sentence_loss(model, batch.src_ids, batch.src_mask, batch.vectors)
+        return loss, loss
     ce, logits = forward(model, batch.src_ids, batch.src_mask, batch.tgt_in, batch.labels, keep_logits=teacher is not None)
     if teacher is None:
         return ce, ce
@@ -202,6 +206,8 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
         cfg = dataclasses.replace(cfg, resume=False)
     if not cfg.resume and checkpoint_dir(run) is not None:
         raise TextbookError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    check_shards([Path(d) for d in cfg.data], required_columns(cfg.task, cfg.text_column))  # before a tokenizer is trained on them
+    check_shards([Path(d) for d in cfg.embed_data], required_columns("embed", cfg.text_column))
     _claim(cfg, run, rundir)
     dist = Distributed.start(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -217,6 +223,13 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
         val = BatchStream(list(cfg.data), tokenizer, mcfg, task="settings", split=VALIDATION,
                           batch_size=cfg.batch_size, skip_long=True, require_rows=False, lexicon=built.lexicon)
         val = val if val.rows else None
+    aux = None  # --embed-data: a second stream of texts with the teacher's embeddings
+    if cfg.embed_data:
+        if dist.world > 1:
+            raise TextbookError("--embed-data runs in one process (it adds a second forward pass to each step): "
+                                "drop it under torchrun, or train --task embed first and fine-tune without it")
+        aux = BatchStream(list(cfg.embed_data), tokenizer, mcfg, task="embed", text_column=cfg.text_column,
+                          batch_size=cfg.embed_batch_size, seed=cfg.seed)
     total = cfg.max_steps if cfg.epochs is None else math.ceil(cfg.epochs * stream.steps_per_epoch(cfg.grad_accum))
     optimizers = build_optimizers(raw, lr=cfg.lr, weight_decay=cfg.weight_decay, ns_steps=cfg.muon_ns_steps)
     state: dict[str, Any] = {"step": 0, "position": None, "tokens": 0, "elapsed_s": 0.0, "total": None}
@@ -225,7 +238,9 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
     cap, total = total, state["total"] or total  # cap: what --max-steps/--epochs allow; total: what the time box fitted
     model = raw
     if dist.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+            find_unused_parameters=cfg.task == "embed")  # embed trains the encoder only
     forward = cross_entropy
     if cfg.compile if cfg.compile is not None else dist.device.type == "cuda":
         forward = torch.compile(cross_entropy, dynamic=True)  # dynamic: length bucketing makes many shapes
@@ -235,6 +250,7 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
     if dist.main:
         _trim_log(log_path, state["step"])
     batches = stream.iterate(state["position"])
+    aux_batches = aux.iterate(state.get("embed_position")) if aux is not None else None
     bar = progress_bar(total, initial=state["step"], show=progress and dist.main, unit="step")
     window = _Window()
     start, loss_value, val_loss = time.perf_counter() - state["elapsed_s"], float("nan"), None
@@ -251,6 +267,10 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
             sync = micro == cfg.grad_accum - 1 or dist.world == 1
             with (contextlib.nullcontext() if sync else model.no_sync()), _numerics(dist.device, cfg.precision):
                 loss, ce = _loss(forward, model, batch, teacher, cfg)
+                if aux_batches is not None:
+                    extra, state["embed_position"] = next(aux_batches)
+                    extra = extra.to(dist.device)
+                    loss = loss + cfg.embed_weight * sentence_loss(model, extra.src_ids, extra.src_mask, extra.vectors)
                 (loss / cfg.grad_accum).backward()
             flops = training_flops(mcfg, *batch.src_ids.shape, batch.tgt_in.shape[1])
             window.add(batch.tokens * dist.world, flops * dist.world, ce.detach() / cfg.grad_accum)

@@ -17,7 +17,7 @@ MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # a byte-level BPE holds every byte and t
 class TrainConfig:
     data: tuple[str, ...] = ()
     out: str = "runs/mu"
-    task: str = "settings"  # settings (query -> function call) | pretrain (prefix -> continuation)
+    task: str = "settings"  # settings (query -> function call) | pretrain (prefix -> continuation) | embed (sentence.py)
     preset: str = "mu-small"
     text_column: str = TEXT
     tokenizer: str | None = None  # a tokenizer.json; default: --init-from's, --distill-from's, else trained on --data
@@ -41,6 +41,11 @@ class TrainConfig:
     # A sentence-transformers model directory, or "minilm" (the packaged all-MiniLM-L6-v2): the word rows of
     # the token embedding start as its vectors (textbook/mu/embeddings.py).
     embeddings_from: str | None = None
+    # Beside another task: every step also distils a sentence-transformer's embeddings of these text + embedding
+    # shards into the encoder (textbook/mu/sentence.py), so a fine-tune keeps what --task embed taught it.
+    embed_data: tuple[str, ...] = ()
+    embed_weight: float = 0.2  # of the sentence loss, added to the task's loss
+    embed_batch_size: int = 64
     lora_rank: int = 0
     lora_alpha: float | None = None  # default: the rank (scale 1)
     distill_from: str | None = None  # a larger Mu run with the same tokenizer (logit KD)
@@ -73,6 +78,12 @@ class TrainConfig:
         if self.embeddings_from and self.init_from:
             raise ConfigError("--embeddings-from starts a model from scratch, --init-from starts from a trained one: "
                               "pass one (the trained run already holds its embedding)")
+        if self.embed_data and self.task == "embed":
+            raise ConfigError("--embed-data adds sentence distillation to another task; --task embed trains on --data alone")
+        if self.embed_weight < 0 or self.embed_batch_size < 1:
+            raise ConfigError("--embed-weight must be at least 0 and --embed-batch-size at least 1")
+        if self.spell_correct and self.task != "settings":
+            raise ConfigError("--spell-correct learns its words from settings shards: use it with --task settings")
         if self.lora_rank < 0:
             raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
                               f"not {self.lora_rank}")
@@ -100,12 +111,14 @@ class TrainConfig:
 
 
 def lowercase_source(cfg: TrainConfig) -> bool:
-    """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source)."""
-    return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task == "settings"
+    """--lowercase-source/--keep-case as given; by default on for settings (see MuConfig.lowercase_source) and for
+    embed, whose encoder is made for settings queries (and all-MiniLM-L6-v2, its usual teacher, is uncased)."""
+    return cfg.lowercase_source if cfg.lowercase_source is not None else cfg.task in ("settings", "embed")
 
 
 def spell_correct(cfg: TrainConfig) -> bool:
-    """--spell-correct/--no-spell-correct as given; by default on wherever queries are lowercased."""
+    """--spell-correct/--no-spell-correct as given; by default on for settings queries when they are lowercased
+    (the lexicon is the settings train split's words)."""
     if cfg.spell_correct and not lowercase_source(cfg):
         raise TextbookError("--spell-correct works on lowercased queries: drop --keep-case or add --no-spell-correct")
-    return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg)
+    return cfg.spell_correct if cfg.spell_correct is not None else lowercase_source(cfg) and cfg.task == "settings"
