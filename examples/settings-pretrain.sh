@@ -2,7 +2,7 @@
 # The first step of the Mu recipe for the settings agent: pretrain mu-small, so that the fine-tune
 # (examples/settings-demo.sh with PRETRAINED=OUT/run) starts from a model that knows words and requests the
 # settings catalogue never shows it. Two kinds of pretraining (TASK):
-#   embed     (the default) the encoder learns all-MiniLM-L6-v2's sentence embeddings of ~165,000 real texts:
+#   embed     (the default) the encoder learns all-MiniLM-L6-v2's sentence embeddings of ~243,000 real texts:
 #             the settings train split's queries, WordNet's example sentences and definitions, sentences of
 #             Debian documentation (examples/distill_corpus.py; textbook/mu/sentence.py says why)
 #   pretrain  prefix -> continuation on WordNet glosses + Debian documentation (examples/pretrain_corpus.py)
@@ -12,7 +12,7 @@
 #   tokenizer.json  one byte-level BPE for both (whitespace pre-tokenization: a call stays ~4 tokens)
 #   run             the pretrained checkpoint
 #
-#   bash examples/settings-pretrain.sh OUT                       # ~8 minutes of embedding, 25 of training on a 2-core CPU
+#   bash examples/settings-pretrain.sh OUT                       # ~12 minutes of embedding, 25 of training on a 2-core CPU
 #   MINUTES=120 bash examples/settings-pretrain.sh OUT           # longer is better; on a GPU add DEVICE=cuda
 #   TASK=pretrain MINUTES=30 bash examples/settings-pretrain.sh OUT   # the language-model pretraining instead
 #   WORDNET=x/usr/share/wordnet bash examples/settings-pretrain.sh OUT   # WordNet unpacked without root
