@@ -21,9 +21,12 @@ weights: mu-small's width is MiniLM's (384), and a checkpoint stays a plain Mu.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where a loss is computed: data.py reads EMBEDDING without it
+    import torch
 
 EMBEDDING = "embedding"  # the column of precomputed teacher embeddings (fixed-size list of float32)
 FIT_ROWS = 20_000  # rows the centre and the PCA are fitted on
@@ -50,5 +53,7 @@ def pooled(memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
 
 def sentence_loss(model, src_ids: torch.Tensor, src_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1 - cosine between the encoder's pooled states and the teacher's (centred, projected) embeddings (B, D)."""
+    import torch.nn.functional as F
+
     memory = model(src_ids, src_mask, None)  # (B, S, D)
     return 1 - F.cosine_similarity(pooled(memory, src_mask).float(), targets.float(), dim=-1).mean()
