@@ -3,8 +3,9 @@
 #   gen settings (offline, 200,000 rows) -> train mu-small (14.5-minute time box) -> eval -> export (int8, a16w8)
 # and the exported model in OUT/export. Rerunning resumes or skips what is finished.
 #
+#   PRETRAINED=PRE/run bash examples/settings-demo.sh OUT   # fine-tune the checkpoint of examples/settings-pretrain.sh
+#                                                          # (the recommended path: README, "Distil the sentence-transformer")
 #   bash examples/settings-demo.sh OUT                 # from scratch
-#   PRETRAINED=runs/pre bash examples/settings-demo.sh OUT   # fine-tune a `textbook train --task pretrain` checkpoint
 #   EVAL=requests.jsonl bash examples/settings-demo.sh OUT   # also answer a file of requests with the exported model
 #   N=2000 PRESET=mu-tiny MINUTES=0.2 bash examples/settings-demo.sh OUT   # a smoke run (tests/test_examples.py)
 #   EMBEDDINGS=none bash examples/settings-demo.sh OUT     # without the word vectors of all-MiniLM-L6-v2
