@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -100,6 +101,8 @@ def main() -> None:
     if manifest is not None and manifest.get("complete"):
         print(f"{args.out} is already built ({manifest['rows']:,} texts): delete it to build it again")
         return
+    if args.out.exists():
+        sys.exit(f"error: {args.out} exists and is not a finished corpus: delete it or choose another OUT")
     partial = args.out.with_name(args.out.name + ".partial")  # renamed to OUT when complete: a kill leaves no half corpus
     shutil.rmtree(partial, ignore_errors=True)
     rng = random.Random(args.seed)
@@ -121,7 +124,6 @@ def main() -> None:
     model = load_model(model_dir(args.model))
     dims = model.encode(["a"]).shape[1]
     schema = pa.schema([("text", pa.string()), ("source", pa.string()), ("embedding", pa.list_(pa.float32(), dims))])
-    counts = {source: 0 for source in sources}
     with ShardWriter(partial, schema, meta={"teacher": args.model, "sources": list(sources)}) as writer:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
@@ -131,12 +133,11 @@ def main() -> None:
                 "text": [t for t, _ in chunk], "source": [s for _, s in chunk],
                 "embedding": pa.FixedSizeListArray.from_arrays(flat, dims),
             }, schema=schema))
-            for _, source in chunk:
-                counts[source] += 1
             print(f"embedded {min(start + CHUNK, len(rows)):,} / {len(rows):,}", file=sys.stderr, flush=True)
     partial.rename(args.out)
-    for source, n in counts.items():
-        print(f"{n:>9,}  {source}")
+    counts = Counter(source for _, source in rows)
+    for source in sources:
+        print(f"{counts[source]:>9,}  {source}")
     print(f"wrote {len(rows):,} texts with {dims}-dimensional embeddings to {args.out}")
 
 
