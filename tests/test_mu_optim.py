@@ -48,6 +48,19 @@ def test_build_optimizers_uses_torch_muon_and_adamw():
     assert set_lr([muon, adamw], 0.5) == 5e-4 and adamw.param_groups[1]["lr"] == 5e-4
 
 
+def test_encoder_lr_scale_slows_the_embedding_and_encoder_only():
+    model = Mu(preset("mu-tiny"))
+    optimizers = build_optimizers(model, lr=1e-3, weight_decay=0.1, encoder_lr_scale=0.25)
+    assert set_lr(optimizers, 0.5) == 5e-4  # the log shows the peak group's rate
+    rate = {id(p): g["lr"] for opt in optimizers for g in opt.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        reads_the_query = name.startswith(("embed.", "encoder_layers.", "encoder_norm."))
+        assert rate[id(param)] == pytest.approx(1.25e-4 if reads_the_query else 5e-4), name
+    steps = torch.optim.Muon, torch.optim.AdamW
+    assert [type(o) for o in optimizers] == list(steps)
+    assert len(rate) == sum(1 for _ in model.parameters())  # every parameter in exactly one group
+
+
 def test_wsd_values():
     total, warmup = 100, 10  # decay over the last 20 steps (default fraction 0.2)
     values = [wsd(s, total, warmup) for s in range(total)]
@@ -83,13 +96,16 @@ def test_train_config_rejects_numbers_out_of_range():
     assert TrainConfig(decay_fraction=1.0, decay_shape="sqrt").decay_fraction == 1.0  # a step-count run may decay all the way
 
 
-def _time_boxed_run(seconds_per_step, budget_s: float = 870.0) -> tuple[int, float]:
-    """Steps a simulated clock through a time-boxed run; returns (steps, seconds) it ends at."""
+def _time_boxed_run(seconds_per_step, budget_s: float = 870.0, rates: list | None = None) -> tuple[int, float]:
+    """Steps a simulated clock through a time-boxed run; returns (steps, seconds) it ends at, and appends each
+    step's learning-rate multiplier to `rates`."""
     from textbook.mu.train import _TimeBox
 
     box = _TimeBox(budget_s, 0.6, cap=100_000, start=0.0, first=0, since=(0, 0.0))
     total, now, step = 100_000, 0.0, 0
     while step < total:
+        if rates is not None:
+            rates.append(wsd(step, total, 10, 0.6, anchor=box.anchor))
         now += seconds_per_step(step)
         step += 1
         total = box.fit(step, total, now, log_every=10)
@@ -107,3 +123,27 @@ def test_time_box_pace_is_not_cut_short_by_one_slow_window():
     # alone: 476 steps instead of ~500.
     steps, seconds = _time_boxed_run(lambda step: 3.0 if 180 <= step < 190 else (2.0 if step < 10 else 1.6))
     assert steps > 490 and seconds <= 870
+
+
+@pytest.mark.parametrize("pace", [lambda step: 2.8 if step < 90 else 1.9,  # a busy machine at the start, then free
+                                  lambda step: 1.5 if step < 90 else 2.5])  # free, then busy
+def test_time_box_moves_its_end_during_the_decay_without_a_jump(pace):
+    # The end used to be fixed when the decay began (40% of the run at --decay-fraction 0.6): a run whose first
+    # minutes were slow stopped at 594 of its 870 seconds. Now the decay is re-planned from where it stands.
+    rates: list[float] = []
+    steps, seconds = _time_boxed_run(pace, rates=rates)
+    assert 0.95 * 870 < seconds <= 870
+    after_warmup = rates[10:]
+    assert all(b <= a + 1e-12 for a, b in zip(after_warmup, after_warmup[1:]))  # never rises again
+    assert max(a - b for a, b in zip(after_warmup, after_warmup[1:])) < 3 / steps  # and never drops in a step
+    assert rates[-1] < 0.02
+
+
+def test_an_anchored_decay_starts_where_the_old_plan_stood():
+    from textbook.mu.optim import decay_progress
+
+    cool = decay_progress(60, 100, 0.5)  # 0.8 of the way up: 40 of 50 decay steps left
+    assert cool == pytest.approx(0.8)
+    assert wsd(60, 150, 0, 0.5, anchor=(60, cool)) == pytest.approx(0.8)  # the end moved to 150: no jump
+    assert wsd(105, 150, 0, 0.5, anchor=(60, cool)) == pytest.approx(0.4)  # halfway to the new end
+    assert wsd(30, 150, 0, 0.5, anchor=(60, cool)) == 1.0  # before the anchor, the plan it was made from

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         max_minutes: Optional[float] = typer.Option(None, help="Time box: after 10 timed steps the run is cut to end within this many minutes (the WSD decay included)."),
         lr: Optional[float] = typer.Option(None, help=f"Peak learning rate for Muon and AdamW. (default: {_t('lr')})"),
         weight_decay: Optional[float] = typer.Option(None, help=f"Decoupled weight decay. (default: {_t('weight_decay')})"),
+        encoder_lr_scale: Optional[float] = typer.Option(None, help=f"Multiply the learning rate of the embedding and the encoder by this: below 1 (e.g. 0.3) a fine-tune of a distilled encoder (--task embed) keeps more of it. (default: {_t('encoder_lr_scale')})"),
         warmup_steps: Optional[int] = typer.Option(None, help=f"Linear warmup steps. (default: {_t('warmup_steps')})"),
         decay_fraction: Optional[float] = typer.Option(None, help=f"Share of steps in the final decay (WSD); short time-boxed runs do better with about 0.6. (default: {_t('decay_fraction')})"),
         decay_shape: Optional[str] = typer.Option(None, help=f"Shape of the decay: linear or sqrt (1 - sqrt(progress)). (default: {_t('decay_shape')})"),

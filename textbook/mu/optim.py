@@ -34,31 +34,42 @@ def route_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter
     return routes
 
 
+ENCODER_SIDE = ("embed.", "encoder_layers.", "encoder_norm.")  # what reads the query (the embedding is shared)
+
+
 def build_optimizers(
     model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95), ns_steps: int = 5,
+    encoder_lr_scale: float = 1.0,
 ) -> list[torch.optim.Optimizer]:
+    """Muon and AdamW over `model`'s trainable parameters. `encoder_lr_scale` < 1 gives the embedding and the
+    encoder a smaller rate than the decoder: a fine-tune of a distilled encoder then keeps more of what it knew
+    (discriminative fine-tuning, Howard & Ruder, ULMFiT 2018). At 1.0 there is one group per kind, so the
+    optimizer state has the layout of earlier checkpoints."""
     routes = route_parameters(model)
+
+    def split(params: list[tuple[str, nn.Parameter]], **extra) -> list[dict]:
+        if encoder_lr_scale == 1.0:
+            return [{"params": [p for _, p in params], "base_lr": lr, **extra}]
+        inner = [p for name, p in params if name.startswith(ENCODER_SIDE)]
+        outer = [p for name, p in params if not name.startswith(ENCODER_SIDE)]
+        return [{"params": inner, "base_lr": lr * encoder_lr_scale, **extra}, {"params": outer, "base_lr": lr, **extra}]
+
     optimizers: list[torch.optim.Optimizer] = []
     if routes["muon"]:
-        optimizers.append(
-            torch.optim.Muon(
-                [p for _, p in routes["muon"]], lr=lr, weight_decay=weight_decay,
-                momentum=0.95, nesterov=True, adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps,
-            )
-        )
-    decay = [p for _, p in routes["adamw"] if p.ndim >= 2]  # the embedding (and LoRA factors)
-    no_decay = [p for _, p in routes["adamw"] if p.ndim < 2]  # norms and biases: decaying them only hurts
-    groups = [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+        groups = [g for g in split(routes["muon"]) if g["params"]]
+        optimizers.append(torch.optim.Muon(groups, lr=lr, weight_decay=weight_decay, momentum=0.95, nesterov=True,
+                                           adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps))
+    decay = [(n, p) for n, p in routes["adamw"] if p.ndim >= 2]  # the embedding (and LoRA factors)
+    no_decay = [(n, p) for n, p in routes["adamw"] if p.ndim < 2]  # norms and biases: decaying them only hurts
+    groups = [g for g in split(decay, weight_decay=weight_decay) + split(no_decay, weight_decay=0.0) if g["params"]]
     if groups:
         fused = all(p.is_cuda for g in groups for p in g["params"])
         optimizers.append(torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None))
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] = lr
     return optimizers
 
 
-def wsd(step: int, total: int, warmup: int, decay_fraction: float = 0.2, shape: str = "linear") -> float:
+def wsd(step: int, total: int, warmup: int, decay_fraction: float = 0.2, shape: str = "linear",
+        anchor: tuple[int, float] | None = None) -> float:
     """Warmup-stable-decay multiplier for 0-based `step` of `total` (MiniCPM, arXiv 2404.06395).
 
     Linear warmup over `warmup` steps, then 1.0, then a decay to 0 over the last `decay_fraction` of
@@ -66,17 +77,28 @@ def wsd(step: int, total: int, warmup: int, decay_fraction: float = 0.2, shape: 
     beat linear in Hägele et al. 2024 (arXiv 2405.18392): it leaves the peak fast and spends more of
     the cooldown at low rates. The stable phase lets a run be extended or branched without restarting; the decay is
     where the loss drops.
+
+    `anchor` = (step, cool) re-plans a decay already under way for a new `total` (a time box that moved its end):
+    from `step`, where the linear cooldown stood at `cool`, it falls linearly to 0 at `total`, so the rate never
+    jumps (`decay_progress` gives the cool of the current plan).
     """
     warm = (step + 1) / warmup if warmup > 0 else 1.0
-    decay_steps = max(1, round(decay_fraction * total)) if decay_fraction > 0 else 0
-    cool = (total - step) / decay_steps if decay_steps else 1.0
+    cool = decay_progress(step, total, decay_fraction, anchor)
     if shape == "sqrt" and cool < 1.0:
         cool = 1.0 - math.sqrt(max(0.0, 1.0 - cool))
     return max(0.0, min(1.0, warm, cool))  # min: a short run's warmup and decay overlap without a jump
+
+
+def decay_progress(step: int, total: int, decay_fraction: float, anchor: tuple[int, float] | None = None) -> float:
+    """The linear cooldown's value at `step`: 1.0 before the decay, falling to 0 at `total` (before the shape)."""
+    if anchor is not None and step >= anchor[0]:
+        return anchor[1] * (total - step) / max(1, total - anchor[0])
+    decay_steps = max(1, round(decay_fraction * total)) if decay_fraction > 0 else 0
+    return min(1.0, (total - step) / decay_steps) if decay_steps else 1.0
 
 
 def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> float:
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * multiplier
-    return optimizers[0].param_groups[0]["lr"]
+    return max(group["lr"] for opt in optimizers for group in opt.param_groups)  # the peak group's, for the log

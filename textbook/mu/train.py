@@ -33,7 +33,7 @@ from textbook.mu.distributed import Distributed
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
-from textbook.mu.optim import build_optimizers, set_lr, wsd
+from textbook.mu.optim import build_optimizers, decay_progress, set_lr, wsd
 from textbook.mu.sentence import sentence_loss
 from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunDir
@@ -138,10 +138,13 @@ def _in_stable_phase(done: int, total: int, decay_fraction: float) -> bool:
 
 @dataclass
 class _TimeBox:
-    """Fits a time-boxed run's step count (--max-minutes) to its budget, during the stable phase only.
+    """Fits a time-boxed run's step count (--max-minutes) to its budget.
 
-    There the learning rate is 1.0 whatever the total, so only the decay (still ahead) moves. The
-    pace is measured from the end of the first `_TIMED_STEPS` steps of this process (the first steps
+    During the stable phase the learning rate is 1.0 whatever the total, so only the decay (still ahead)
+    moves. Once the decay has begun, the end still moves with the pace, and the rest of the decay is
+    re-planned from where it stands (`anchor`, see optim.wsd), so the rate never jumps: a run whose first
+    minutes were slow (a busy machine) used to fix its end too early and leave a third of its budget unused.
+    The pace is measured from the end of the first `_TIMED_STEPS` steps of this process (the first steps
     are slow) over every step since: a pace over the last few steps only let one slow window (a
     validation, a burst of long batches) cut a run short by 10%.
     """
@@ -152,18 +155,25 @@ class _TimeBox:
     start: float  # perf_counter() of the run's start, resumed time included
     first: int  # the step this process started from
     since: tuple[int, float]  # (step, perf_counter()) the pace is measured from
+    anchor: tuple[int, float] | None = None  # where the decay was last re-planned (step, linear cool)
 
     def fit(self, done: int, total: int, now: float, log_every: int, mean=float) -> int:
         """The step count after step `done` (1-based); `mean` agrees the pace across ranks."""
-        if done - self.first < _TIMED_STEPS or not _in_stable_phase(done, total, self.decay_fraction):
+        if done - self.first < _TIMED_STEPS:
             return total
+        stable = _in_stable_phase(done, total, self.decay_fraction) and self.anchor is None
         warmed_up = done - self.first == _TIMED_STEPS
         if warmed_up or done % log_every == 0:
             per_step = mean((now - self.since[1]) / (done - self.since[0]))
             remaining = self.budget_s - (now - self.start)
             fit = done + int(0.95 * remaining / per_step)  # 5%: checkpoints and validation
-            earliest = math.ceil(done / (1 - self.decay_fraction)) + 1  # the decay has not begun yet
-            total = min(self.cap, max(fit, earliest))
+            if stable:
+                earliest = math.ceil(done / (1 - self.decay_fraction)) + 1  # the decay has not begun yet
+                total = min(self.cap, max(fit, earliest))
+            elif min(self.cap, max(fit, done)) != total:
+                # the next step's cool under the current plan, then a straight line from there to the new end
+                self.anchor = (done, decay_progress(done, total, self.decay_fraction, self.anchor))
+                total = min(self.cap, max(fit, done))
         if warmed_up:
             self.since = (done, now)
         return total
@@ -231,7 +241,8 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
         aux = BatchStream(list(cfg.embed_data), tokenizer, mcfg, task="embed", text_column=cfg.text_column,
                           batch_size=cfg.embed_batch_size, seed=cfg.seed)
     total = cfg.max_steps if cfg.epochs is None else math.ceil(cfg.epochs * stream.steps_per_epoch(cfg.grad_accum))
-    optimizers = build_optimizers(raw, lr=cfg.lr, weight_decay=cfg.weight_decay, ns_steps=cfg.muon_ns_steps)
+    optimizers = build_optimizers(raw, lr=cfg.lr, weight_decay=cfg.weight_decay, ns_steps=cfg.muon_ns_steps,
+                                  encoder_lr_scale=cfg.encoder_lr_scale)
     state: dict[str, Any] = {"step": 0, "position": None, "tokens": 0, "elapsed_s": 0.0, "total": None}
     if cfg.resume:
         state = load_checkpoint(run, raw, optimizers)
@@ -258,9 +269,13 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
     step = state["step"]
     box = None
     if cfg.max_minutes:
-        box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter()))
+        anchor = state.get("decay_anchor")  # a resumed run goes on with the decay it had re-planned
+        box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter()),
+                       tuple(anchor) if anchor else None)
     while step < total:
-        lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape))
+        anchor = state.get("decay_anchor")
+        lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape,
+                                    tuple(anchor) if anchor else None))
         for micro in range(cfg.grad_accum):
             batch, position = next(batches)
             batch = batch.to(dist.device)
@@ -282,6 +297,7 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
         window.steps += 1
         if box is not None:
             total = state["total"] = bar.total = box.fit(step + 1, total, time.perf_counter(), cfg.log_every, dist.mean)
+            state["decay_anchor"] = box.anchor
         last = step + 1 == total
         if (step + 1) % cfg.log_every == 0 or last:
             if dist.device.type == "cuda":

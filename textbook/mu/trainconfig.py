@@ -30,6 +30,7 @@ class TrainConfig:
     epochs: float | None = None  # settings only: sets max_steps from the number of train rows
     max_minutes: float | None = None  # time box: the step count is fitted to the budget during the stable phase
     lr: float = 3e-3
+    encoder_lr_scale: float = 1.0  # the embedding's and encoder's rate is lr times this (below 1: keep a distilled encoder)
     weight_decay: float = 0.01
     warmup_steps: int = 50
     decay_fraction: float = 0.2
@@ -69,7 +70,7 @@ class TrainConfig:
         if self.decay_shape not in DECAY_SHAPES:
             raise ConfigError(f"unknown --decay-shape {self.decay_shape!r}: use {' or '.join(DECAY_SHAPES)}")
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_steps": self.max_steps,
-                    "lr": self.lr, "epochs": self.epochs, "max_minutes": self.max_minutes,
+                    "lr": self.lr, "encoder_lr_scale": self.encoder_lr_scale, "epochs": self.epochs, "max_minutes": self.max_minutes,
                     "lora_alpha": self.lora_alpha, "kd_temperature": self.kd_temperature,
                     "log_every": self.log_every, "checkpoint_every": self.checkpoint_every}
         for name, value in positive.items():
