@@ -165,7 +165,7 @@ class _TimeBox:
         warmed_up = done - self.first == _TIMED_STEPS
         if warmed_up or done % log_every == 0:
             per_step = mean((now - self.since[1]) / (done - self.since[0]))
-            remaining = self.budget_s - (now - self.start)
+            remaining = mean(self.budget_s - (now - self.start))  # agreed too: every rank must pick the same end
             fit = done + int(0.95 * remaining / per_step)  # 5%: checkpoints and validation
             if stable:
                 earliest = math.ceil(done / (1 - self.decay_fraction)) + 1  # the decay has not begun yet
