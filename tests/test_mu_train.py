@@ -384,3 +384,19 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path, trained):
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [2, 4]
     load_model(tmp_path / "ddp")
+
+
+def test_torchrun_time_box_ends_every_rank_on_the_same_step(tmp_path, trained):
+    # Both ranks re-fit the end during the decay; they agree on the pace and the time left, so neither waits
+    # forever in a collective the other never reaches.
+    _, data, _ = trained
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "textbook", "train",
+           "--preset", "mu-tiny", "--data", str(data), "--out", str(tmp_path / "box"), "--max-steps", "100000",
+           "--max-minutes", "0.1", "--decay-fraction", "0.6", "--warmup-steps", "2", "--batch-size", "4",
+           "--vocab-size", "300", "--device", "cpu", "--log-every", "2", "--checkpoint-every", "100000"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "box" / "log.jsonl").read_text().splitlines()]
+    log = [r for r in log if "loss" in r]
+    assert log[-1]["step"] > 20 and 3 < log[-1]["elapsed_s"] <= 6.5, log[-1]  # it used the 6-second box, inside it
+    assert all(b["lr"] <= a["lr"] for a, b in zip(log[1:], log[2:]))  # after the warmup the rate only falls
