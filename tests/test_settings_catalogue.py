@@ -292,7 +292,15 @@ def test_negated_wordings_of_the_opposite_call(tmp_path):
     assert ("don't stop the screen from dimming on battery", "on") in negated
     assert ("i don't want to let the screen dim when unplugged", "off") in negated
     assert not any("darker screen" in t or "goes dark" in t for t, _ in negated)
-    assert not any("stop the screen from dimming" in t and a == "off" for t, a in negated)
+    def negations(text: str) -> int:
+        return sum(w in ("not", "don't", "dont", "shouldn't", "never") for w in text.replace(",", "").split())
+
+    once = {(t, a) for t, a in negated if negations(t) == 1}
+    assert not any("stop the screen from dimming" in t and a == "off" for t, a in once)
+    # negated twice, a wording keeps its own call
+    twice = {(t, a) for t, a in negated if negations(t) == 2 and "screen" in t}
+    assert any("not let the screen dim when unplugged" in t for t, _ in twice)
+    assert all(a == ("off" if "stop the screen" in t else "on") for t, a in twice), twice
 
 
 def test_long_requests_keep_their_call(tmp_path):

@@ -281,6 +281,15 @@ class SeedBank:
                     for w in wrappers:
                         frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
                         groups.setdefault(style, []).append((frame, each / len(wrappers)))
+            # ...and its own verb-first wordings negated twice keep their call: "i don't want it to not let apps
+            # see my location" is ON. Half the weight: people write fewer of these than single negations.
+            same = [t.lower() for kind, t, _ in own if kind == "phrase" and t.split()[0].lower() in self.templates.verbs]
+            each = 0.5 * min(1.0, len(same) / 6) / len(same) if same else 0.0
+            for text in same:
+                for style, wrappers in wrap.get("double_negated", {}).items():
+                    for w in wrappers:
+                        frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
+                        groups.setdefault(style, []).append((frame, each / len(wrappers)))
         return _Choice([((style, _Choice(frames)), self.style_weights.get(style, 0.0)) for style, frames in groups.items()])
 
     def _option_words(self, s: Setting, value: Any) -> frozenset:
