@@ -269,13 +269,12 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
     step = state["step"]
     box = None
     if cfg.max_minutes:
-        anchor = state.get("decay_anchor")  # a resumed run goes on with the decay it had re-planned
+        anchor = state.get("decay_anchor")
         box = _TimeBox(cfg.max_minutes * 60, cfg.decay_fraction, cap, start, step, (step, time.perf_counter()),
                        tuple(anchor) if anchor else None)
     while step < total:
-        anchor = state.get("decay_anchor")
         lr = set_lr(optimizers, wsd(step, total, cfg.warmup_steps, cfg.decay_fraction, cfg.decay_shape,
-                                    tuple(anchor) if anchor else None))
+                                    box.anchor if box is not None else None))
         for micro in range(cfg.grad_accum):
             batch, position = next(batches)
             batch = batch.to(dist.device)
@@ -297,7 +296,7 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
         window.steps += 1
         if box is not None:
             total = state["total"] = bar.total = box.fit(step + 1, total, time.perf_counter(), cfg.log_every, dist.mean)
-            state["decay_anchor"] = box.anchor
+            state["decay_anchor"] = box.anchor  # for the checkpoint: a resumed run goes on with the same decay
         last = step + 1 == total
         if (step + 1) % cfg.log_every == 0 or last:
             if dist.device.type == "cuda":

@@ -28,7 +28,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 1000
     epochs: float | None = None  # settings only: sets max_steps from the number of train rows
-    max_minutes: float | None = None  # time box: the step count is fitted to the budget during the stable phase
+    max_minutes: float | None = None  # time box: the step count follows the measured pace (train.py _TimeBox)
     lr: float = 3e-3
     encoder_lr_scale: float = 1.0  # the embedding's and encoder's rate is lr times this (below 1: keep a distilled encoder)
     weight_decay: float = 0.01
