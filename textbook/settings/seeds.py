@@ -271,25 +271,21 @@ class SeedBank:
                             frame = self._own_frame(w.replace("{x}", text), value, style, words)
                             groups.setdefault(style, []).append((frame, 0.6 * share / len(own) / len(wrappers)))
         if s.type == "toggle" and action in ("on", "off"):
-            # A toggle's wordings for the opposite call, negated: "don't stop the screen from dimming" wants the
-            # dimming ON. People write these double negations with the setting's verbs, not its name.
-            opposite = [t.lower() for kind, t, _ in self._own(s, "off" if action == "on" else "on")
-                        if kind == "phrase" and t.split()[0].lower() in self.templates.verbs]
-            each = min(1.0, len(opposite) / 6) / len(opposite) if opposite else 0.0  # as `share` for own wordings
-            for text in opposite:
-                for style, wrappers in wrap.get("negated", {}).items():
-                    for w in wrappers:
-                        frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
-                        groups.setdefault(style, []).append((frame, each / len(wrappers)))
-            # ...and its own verb-first wordings negated twice keep their call: "i don't want it to not let apps
-            # see my location" is ON. Half the weight: people write fewer of these than single negations.
-            same = [t.lower() for kind, t, _ in own if kind == "phrase" and t.split()[0].lower() in self.templates.verbs]
-            each = 0.5 * min(1.0, len(same) / 6) / len(same) if same else 0.0
-            for text in same:
-                for style, wrappers in wrap.get("double_negated", {}).items():
-                    for w in wrappers:
-                        frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
-                        groups.setdefault(style, []).append((frame, each / len(wrappers)))
+            # A toggle's verb-first wordings for the opposite call, negated: "don't stop the screen from dimming"
+            # wants the dimming ON (people write these with the setting's verbs, not its name); and its own,
+            # negated twice, keep their call: "i don't want it to not let apps see my location" is ON, at half
+            # the weight, as people write fewer of them.
+            def verb_first(wordings):
+                return [t.lower() for kind, t, _ in wordings if kind == "phrase" and t.split()[0].lower() in self.templates.verbs]
+
+            opposite = self._own(s, "off" if action == "on" else "on")
+            for texts, kind, weight in ((verb_first(opposite), "negated", 1.0), (verb_first(own), "double_negated", 0.5)):
+                each = weight * min(1.0, len(texts) / 6) / len(texts) if texts else 0.0  # as `share` for own wordings
+                for text in texts:
+                    for style, wrappers in wrap.get(kind, {}).items():
+                        for w in wrappers:
+                            frame = self._own_frame(w.replace("{x}", text), None, style, frozenset())
+                            groups.setdefault(style, []).append((frame, each / len(wrappers)))
         return _Choice([((style, _Choice(frames)), self.style_weights.get(style, 0.0)) for style, frames in groups.items()])
 
     def _option_words(self, s: Setting, value: Any) -> frozenset:
