@@ -24,6 +24,7 @@ from torch import nn
 from textbook.mu.config import preset
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.model import Mu, attention_kernels, count_parameters
+from textbook.mu.muon import bf16_is_native
 from textbook.mu.optim import build_optimizers
 from textbook.mu.train import cross_entropy
 
@@ -109,12 +110,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 autocast on GPU only")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 autocast where the device has native bf16 (textbook.mu.muon.bf16_is_native)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     device = torch.device(args.device)
-    args.bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    args.bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_native(device))
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":

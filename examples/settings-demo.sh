@@ -40,7 +40,7 @@ elif [ "$EMBEDDINGS" != none ]; then
 fi
 textbook train --preset "$PRESET" --data "$OUT/data/settings" --task settings --out "$OUT/run" "${init[@]}" \
     --max-source-len 128 --batch-size 256 --lr 4e-3 --warmup-steps 10 --decay-fraction 0.6 --max-steps 100000 --max-minutes "$MINUTES" \
-    --precision bf16
+    --precision auto
 textbook eval settings "$OUT/run" --data "$OUT/data/settings"
 textbook export "$OUT/run" --out "$OUT/export" --quantize a16w8,int8 --calibration "$OUT/data/settings" \
     --max-source-len 64 --max-target-len 16

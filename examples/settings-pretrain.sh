@@ -64,5 +64,5 @@ if [ "$EMBEDDINGS" != none ]; then
 fi
 textbook train --preset "$PRESET" --task "$TASK" --data "$OUT/corpus" --tokenizer "$OUT/tokenizer.json" \
     --out "$OUT/run" "${embeddings[@]}" --batch-size "$batch" --lr 4e-3 --warmup-steps 20 --decay-fraction 0.3 --max-steps 1000000 \
-    --max-minutes "$MINUTES" --precision bf16 --device "$DEVICE"
+    --max-minutes "$MINUTES" --precision auto --device "$DEVICE"
 echo "pretrained checkpoint: $OUT/run   (PRETRAINED=$OUT/run bash examples/settings-demo.sh DEMO_OUT)"

@@ -10,6 +10,7 @@ from tests.mu_fixtures import one_torch_thread  # noqa: E402,F401 (autouse)
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.lora import apply_lora  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
+from textbook.mu.muon import Muon, bf16_is_native  # noqa: E402
 from textbook.mu.optim import build_optimizers, route_parameters, set_lr, wsd  # noqa: E402
 
 
@@ -39,13 +40,50 @@ def test_lora_factors_go_to_adamw_and_frozen_weights_nowhere():
 def test_build_optimizers_uses_torch_muon_and_adamw():
     model = Mu(preset("mu-tiny"))
     muon, adamw = build_optimizers(model, lr=1e-3, weight_decay=0.1)
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
     assert muon.param_groups[0]["ns_coefficients"] == (3.4445, -4.775, 2.0315)
     assert muon.param_groups[0]["momentum"] == 0.95 and muon.param_groups[0]["nesterov"]
     assert muon.param_groups[0]["ns_steps"] == 5
     assert build_optimizers(model, lr=1e-3, weight_decay=0.1, ns_steps=3)[0].param_groups[0]["ns_steps"] == 3
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]  # norms are not decayed
     assert set_lr([muon, adamw], 0.5) == 5e-4 and adamw.param_groups[1]["lr"] == 5e-4
+
+
+def _muon_steps(cls, steps: int = 4, **kwargs) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(48, 32)), torch.nn.Parameter(torch.randn(16, 40))]  # tall and wide
+    opt = cls(params, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw", **kwargs)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    return [p.detach().clone() for p in params], opt
+
+
+def test_muon_in_bf16_is_torch_muon_and_in_fp32_close_to_it():
+    reference, torch_opt = _muon_steps(torch.optim.Muon)
+    same, ours = _muon_steps(Muon, ns_dtype=torch.bfloat16)
+    assert all(torch.equal(a, b) for a, b in zip(reference, same))  # torch's update rule, bit for bit
+    close, _ = _muon_steps(Muon, ns_dtype=torch.float32)
+    gap = max(float((a - b).abs().max()) for a, b in zip(reference, close))
+    assert 0 < gap < 5e-3  # only the rounding of the Newton-Schulz matmuls differs
+    state = torch_opt.state_dict()  # the optimizer state moves between the two (a checkpoint of either resumes)
+    ours.load_state_dict(state)
+    assert ours.state_dict()["state"][0].keys() == {"momentum_buffer"}
+
+
+def test_muon_picks_bf16_only_where_the_device_has_it(monkeypatch):
+    import textbook.mu.muon as muon_module
+
+    calls = []
+    real = muon_module.orthogonalise
+    monkeypatch.setattr(muon_module, "orthogonalise", lambda *a: calls.append(a[-1]) or real(*a))
+    _muon_steps(Muon, steps=1)
+    assert calls == [torch.bfloat16 if bf16_is_native(torch.device("cpu")) else torch.float32] * 2
+    monkeypatch.setattr(muon_module, "bf16_is_native", lambda device: False)
+    calls.clear()
+    _muon_steps(Muon, steps=1)
+    assert calls == [torch.float32] * 2
 
 
 def test_encoder_lr_scale_slows_the_embedding_and_encoder_only():

@@ -275,6 +275,17 @@ def test_resume_refuses_other_flags_and_missing_runs(tmp_path, trained):
         train(_config(tmp_path, "nothing", data, resume=True), progress=False)
 
 
+def test_bf16_is_refused_on_a_cpu_without_native_bf16_and_auto_falls_back(tmp_path, trained, monkeypatch):
+    tmp, data, _ = trained
+    monkeypatch.setattr(train_module, "bf16_is_native", lambda device: False)
+    with pytest.raises(TextbookError, match="--precision auto"):
+        train(_config(tmp_path, "bf16", data, max_steps=2, precision="bf16", device="cpu"), progress=False)
+    assert not (tmp_path / "bf16").exists()  # refused before the run directory was claimed
+    train(_config(tmp_path, "auto", data, max_steps=2, precision="auto", device="cpu"), progress=False)
+    # a run may move to a machine of the other kind: --resume accepts another precision
+    train(_config(tmp_path, "auto", data, max_steps=2, precision="fp32", device="cpu", resume=True), progress=False)
+
+
 def test_resume_accepts_a_run_from_before_a_field_existed(tmp_path, trained):
     tmp, data, _ = trained
     old = tmp_path / "old"

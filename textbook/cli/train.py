@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         lowercase_source: Optional[bool] = typer.Option(None, "--lowercase-source/--keep-case", help="Lowercase queries before tokenization, here and wherever the model runs (default: on for --task settings, whose search box ignores case, and embed)."),
         dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help="Skip rows that repeat an earlier one in the epoch, so a short run sees more distinct pairs (default: on for settings, off for pretrain)."),
         spell_correct: Optional[bool] = typer.Option(None, "--spell-correct/--no-spell-correct", help="Correct typos in queries against the words of the train split (RUN/lexicon.json), here and wherever the model runs (default: on for --task settings when queries are lowercased)."),
-        precision: Optional[str] = typer.Option(None, help=f"auto (bf16 autocast on GPU), bf16 or fp32. (default: {_t('precision')})"),
+        precision: Optional[str] = typer.Option(None, help=f"auto (bf16 autocast where the device has native bf16: GPUs, AVX-512 CPUs; fp32 elsewhere), bf16 or fp32. (default: {_t('precision')})"),
         compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)."),
         device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda. (default: {_t('device')})"),
         log_every: Optional[int] = typer.Option(None, help=f"Steps between log lines. (default: {_t('log_every')})"),

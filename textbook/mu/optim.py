@@ -1,6 +1,6 @@
 """Muon for hidden matrices, AdamW for everything else, and the warmup-stable-decay schedule.
 
-Muon (Keller Jordan 2024; `torch.optim.Muon`) orthogonalises the momentum of 2-D weight matrices
+Muon (Keller Jordan 2024; `torch.optim.Muon`, in bf16 only where that is fast: muon.py) orthogonalises the momentum of 2-D weight matrices
 with Newton-Schulz iterations (coefficients 3.4445, -4.7750, 2.0315; 5 steps; Nesterov 0.95). It is
 meant for the hidden matrices only: the embedding (which is also our output head: tied), norms and
 biases are not linear maps between hidden states and stay with AdamW, as in modded-nanogpt and
@@ -14,6 +14,8 @@ import math
 
 import torch
 from torch import nn
+
+from textbook.mu.muon import Muon
 
 
 def route_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
@@ -57,7 +59,7 @@ def build_optimizers(
     optimizers: list[torch.optim.Optimizer] = []
     if routes["muon"]:
         groups = [g for g in split(routes["muon"]) if g["params"]]
-        optimizers.append(torch.optim.Muon(groups, lr=lr, weight_decay=weight_decay, momentum=0.95, nesterov=True,
+        optimizers.append(Muon(groups, lr=lr, weight_decay=weight_decay, momentum=0.95, nesterov=True,
                                            adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps))
     decay = [(n, p) for n, p in routes["adamw"] if p.ndim >= 2]  # the embedding (and LoRA factors)
     no_decay = [(n, p) for n, p in routes["adamw"] if p.ndim < 2]  # norms and biases: decaying them only hurts

@@ -33,6 +33,7 @@ from textbook.mu.distributed import Distributed
 from textbook.mu.flops import peak_flops, training_flops
 from textbook.mu.lora import merge_lora
 from textbook.mu.model import Mu, attention_kernels, count_parameters
+from textbook.mu.muon import bf16_is_native
 from textbook.mu.optim import build_optimizers, decay_progress, set_lr, wsd
 from textbook.mu.sentence import sentence_loss
 from textbook.mu.trainconfig import TrainConfig
@@ -42,8 +43,9 @@ from textbook.progress import progress_bar
 from textbook.report import Report
 
 
-# Fields that may differ between a run and its --resume (they do not change the result).
-_RESUME_FREE = {"resume", "device", "compile", "log_every", "checkpoint_every", "eval_batches", "out"}  # out: a run may move
+# Fields that may differ between a run and its --resume (they change no more than rounding: a run started in
+# bf16 on a GPU or an AVX-512 CPU may go on in fp32 on a machine without native bf16).
+_RESUME_FREE = {"resume", "device", "precision", "compile", "log_every", "checkpoint_every", "eval_batches", "out"}  # out: a run may move
 
 
 def _claim(cfg: TrainConfig, run: Path, rundir: RunDir | None) -> None:
@@ -75,8 +77,9 @@ class _Window:
 
 @contextlib.contextmanager
 def _numerics(device: torch.device, precision: str):
-    """bf16 autocast where asked (by default on GPU), and the attention kernels that suit the device."""
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    """bf16 autocast where asked (by default where the device multiplies bf16 natively), and the attention
+    kernels that suit the device."""
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(device))
     with attention_kernels(device), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()):
         yield
 
@@ -186,11 +189,20 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Report:
     if cfg.resume and not Path(cfg.out).is_dir():
         raise TextbookError(f"{cfg.out} does not exist, so it is not a Mu run directory to resume: drop --resume "
                             "to start a new run, or pass the --out of the run to continue")
+    _check_precision(cfg)
     # One launch per run directory; under torchrun the ranks of that launch share it, so rank 0 holds it.
     with RunDir(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext() as rundir:
         facts = _train(cfg, progress, rundir)
     return Report(facts, ["trained"] + [f"  {k}: {f'{v:.4f}' if isinstance(v, float) else v}"
                                         for k, v in facts.items() if k != "rank"])
+
+
+def _check_precision(cfg: TrainConfig) -> None:
+    """Refuse bf16 on a CPU that has no native bf16 matmul: there it is ~200x slower than fp32 (muon.py)."""
+    kind = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.precision == "bf16" and kind == "cpu" and not bf16_is_native(torch.device("cpu")):
+        raise TextbookError("--precision bf16: this CPU has no native bf16 matrix multiply (AVX2 only), so bf16 would "
+                            "run about 200x slower than fp32; pass --precision auto (or fp32)")
 
 
 def _trim_log(path: Path, step: int) -> None:

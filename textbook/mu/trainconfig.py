@@ -57,7 +57,7 @@ class TrainConfig:
     spell_correct: bool | None = None  # correct query typos against the train split's words; default: as lowercase_source
     dedup: bool | None = None  # skip repeated rows within an epoch (textbook/mu/data.py); default: on for settings
     bpe_dropout: float = 0.0  # settings: skip BPE merges with this probability in training queries (robustness to typos)
-    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 autocast where the device has native bf16: GPUs, AVX-512 CPUs; else fp32) | bf16 | fp32
     compile: bool | None = None  # default: on GPU only
     device: str = "auto"
     log_every: int = 10
