@@ -30,9 +30,13 @@ def test_the_settings_demo_runs_gen_train_eval_export_and_answers_a_file(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "demo"
     assert (out / "export" / "encoder.int8.onnx").is_file() and (out / "export" / "decoder.a16w8.onnx").is_file()
-    assert json.loads((out / "run" / "eval-settings-test.json").read_text())["rows"] > 0
+    report = json.loads((out / "run" / "eval-settings-test.json").read_text())
+    assert report["rows"] > 0 and report["constrained"] and report["invalid_rate"] == 0
+    # the catalogue's valid calls travel from the run to the export, and infer answers only with them
+    calls = json.loads((out / "export" / "calls.json").read_text())["calls"]
+    assert calls == json.loads((out / "run" / "calls.json").read_text())["calls"] and len(calls) > 1000
     answers = (out / "answers.jsonl").read_text().splitlines()
-    assert len(answers) == 2 and all(json.loads(a) for a in answers)  # one JSON line per request
+    assert len(answers) == 2 and all(json.dumps(json.loads(a), separators=(",", ":")) in calls for a in answers)
     assert "exported model:" in done.stdout
     # no OUT: one line of usage, exit 2
     bad = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh")], capture_output=True, text=True, env=env)

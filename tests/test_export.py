@@ -21,11 +21,14 @@ pytest.importorskip("onnxruntime")
 
 from tests.mu_fixtures import SETTINGS, one_torch_thread, write_settings  # noqa: E402,F401 (one_torch_thread: autouse)
 from textbook.cli import main  # noqa: E402
+from textbook.contract import parse_target, valid_calls, validate_target  # noqa: E402
 from textbook.errors import TextbookError  # noqa: E402
 from textbook.export.check import check_dir  # noqa: E402
 from textbook.export.config import ExportConfig  # noqa: E402
 from textbook.export.exporter import export_run  # noqa: E402
 from textbook.export.runner import Runner, read_export_manifest  # noqa: E402
+from textbook.mu.calls import load_calls  # noqa: E402
+from textbook.settings.config import catalogue_for  # noqa: E402
 from textbook.shards import write_records  # noqa: E402
 
 SOURCE_LEN, CACHE_LEN = 24, 44  # the fixture's longest query is 19 tokens with EOS, its longest call 40
@@ -38,7 +41,7 @@ def _train_run(root: Path, data: Path) -> Path:
 
     cfg = TrainConfig(data=(str(data),), out=str(root / "run"), preset="mu-tiny", vocab_size=300, batch_size=8,
                       lr=1e-2, warmup_steps=10, max_steps=120, checkpoint_every=120, log_every=60, eval_batches=1)
-    train(cfg, progress=False)
+    train(cfg, progress=False, calls=valid_calls(catalogue_for([]).settings))  # as `textbook train` passes them
     return root / "run"
 
 
@@ -154,6 +157,29 @@ def test_cli_infer_and_check(exported, capsys):
     assert capsys.readouterr().out.strip() == target
     assert _cli(["export", "--check", str(root / "out" / "decoder.onnx")]) == 0
     assert "NPU check: ok" in capsys.readouterr().out
+
+
+def test_export_carries_the_valid_calls_and_infer_keeps_to_them(exported, capsys):
+    root, _ = exported
+    calls = load_calls(root / "out")
+    assert calls == load_calls(root / "run") and len(calls) > 1000
+    constrained, free = Runner(root / "out", "int8"), Runner(root / "out", "int8", constrained=False)
+    assert constrained.allowed is not None and free.allowed is None
+    catalogue = catalogue_for([])
+    for query in [q for q, *_ in SETTINGS] + ["qq zz bluetooth brightness dark", "xkcd"]:
+        text, _ = constrained(query)
+        assert text in calls and not validate_target(parse_target(text), catalogue)
+    query, target, *_ = SETTINGS[2]
+    for flag in ("--constrained", "--free"):
+        assert _cli(["infer", str(root / "out"), query, "--variant", "int8", flag]) == 0
+        assert capsys.readouterr().out.strip() == target
+    from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
+
+    data = root / "data"
+    on = eval_settings(root / "run", [data], EvalSettingsConfig(latency_samples=2), progress=False)
+    off = eval_settings(root / "run", [data], EvalSettingsConfig(latency_samples=2, constrained=False), progress=False)
+    assert on["constrained"] and not off["constrained"] and on["exact_match"] == off["exact_match"] == 1.0
 
 
 def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_path, capsys, monkeypatch):

@@ -94,7 +94,7 @@ def test_encoder_lr_scale_slows_the_embedding_and_encoder_only():
     for name, param in model.named_parameters():
         reads_the_query = name.startswith(("embed.", "encoder_layers.", "encoder_norm."))
         assert rate[id(param)] == pytest.approx(1.25e-4 if reads_the_query else 5e-4), name
-    steps = torch.optim.Muon, torch.optim.AdamW
+    steps = Muon, torch.optim.AdamW
     assert [type(o) for o in optimizers] == list(steps)
     assert len(rate) == sum(1 for _ in model.parameters())  # every parameter in exactly one group
 

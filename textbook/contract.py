@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 # -- the columns of settings shards the model side reads (textbook.settings.records.SettingsSample) --
 QUERY = "query"  # what the user typed (noised when noise_ops is not empty)
@@ -207,3 +207,24 @@ def validate_target(target: Target, catalogue: CatalogueView) -> list[str]:
     if target.action not in setting.actions:
         return [f"{setting.id} is a {setting.type}: {target.action!r} is not one of {', '.join(setting.actions)}"]
     return _value_errors(target, setting)
+
+
+def _grid(lo: float, hi: float, step: float) -> list[Any]:
+    count = int(round((hi - lo) / step))
+    return [_norm_number(round(lo + k * step, 9)) for k in range(count + 1)]
+
+
+def valid_calls(settings: Iterable[SettingView]) -> list[str]:
+    """The canonical text of every call valid for these settings, "none" included: what constrained
+    decoding lets a model emit (a few thousand for the bundled catalogue)."""
+    calls = [format_target("none")]
+    for s in settings:
+        for action in s.actions:
+            if action == "set":
+                values = _grid(s.min, s.max, s.step) if s.type == "range" else list(s.option_values)
+                calls += [format_target(action, s.id, v) for v in values]
+                continue
+            calls.append(format_target(action, s.id))
+            if action in _MAY_HAVE_VALUE and s.type == "range":  # an amount: a positive multiple of the step
+                calls += [format_target(action, s.id, v) for v in _grid(s.step, s.max - s.min, s.step)]
+    return sorted(set(calls))

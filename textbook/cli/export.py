@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
         requests: Optional[int] = typer.Option(None, help=f"--bench: queries per variant. (default: {default(InferConfig, 'requests')})"),
         threads: Optional[int] = typer.Option(None, help=f"ONNX Runtime intra-op threads (0 = one per core). (default: {default(InferConfig, 'threads')})"),
         input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Answer every request of a file (one per line, or a JSONL file's `query` field) with the model loaded once: one call per line on stdout, in order."),
+        constrained: Optional[bool] = typer.Option(None, "--constrained/--free", help="Answer only with calls valid for the model's catalogue (the export's calls.json), or let the decoder run free. (default: --constrained)"),
         config: Optional[Path] = options.config_option("infer"),
     ) -> None:
         """Run an exported Mu with ONNX Runtime: greedy decoding with a fixed-size KV cache; prints the function call.
@@ -91,7 +92,8 @@ def register(app: typer.Typer) -> None:
 
         Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
         """
-        cli = {"variant": variant, "data": str(data) if data else None, "split": split, "requests": requests, "threads": threads}
+        cli = {"variant": variant, "data": str(data) if data else None, "split": split, "requests": requests, "threads": threads,
+               "constrained": constrained}
         cfg = resolve(InferConfig, cli=cli, file=load_config_file(config).get("infer", {}), section="infer")
         if bench:
             from textbook.export.bench import bench as run_bench, format_bench
@@ -109,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
             queries = read_queries(input_file)  # checked before the model loads
             first = next(queries, None)
-            runner = Runner(directory, cfg.variant, threads=cfg.threads)
+            runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained)
             stats: dict = {}
             import itertools
 
@@ -119,7 +121,7 @@ def register(app: typer.Typer) -> None:
             p50 = f", p50 {ms[len(ms) // 2]:.0f} ms" if ms else ""
             typer.echo(f"({runner.variant}: {stats['requests']:,} requests, {stats['errors']:,} without a call{p50})", err=True)
             return
-        runner = Runner(directory, cfg.variant, threads=cfg.threads)
+        runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained)
         text, gen = runner(query)
         typer.echo(text)
         typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, {gen.total_s * 1000:.0f} ms)", err=True)

@@ -99,7 +99,13 @@ def register(app: typer.Typer) -> None:
         from textbook.mu.train import train as run_training
 
         cfg = resolve(TrainConfig, cli=cli, file=load_config_file(config).get("train", {}), section="train")
-        report = run_training(cfg)
+        calls = None
+        if cfg.task == "settings" and cfg.data:  # the valid calls travel with the model (constrained decoding)
+            from textbook.contract import valid_calls
+            from textbook.settings.config import catalogue_for
+
+            calls = valid_calls(catalogue_for(cfg.data).settings)
+        report = run_training(cfg, calls=calls)
         if report["rank"] == 0:  # one summary, not one per torchrun process
             options.show(report, config, err=True)
 
@@ -140,6 +146,7 @@ def register(app: typer.Typer) -> None:
         latency_samples: Optional[int] = typer.Option(None, help=f"Requests timed one by one for p50/p95 latency (0 = none). (default: {_es('latency_samples')})"),
         limit: Optional[int] = typer.Option(None, help="Score only the first N rows."),
         device: Optional[str] = typer.Option(None, help=f"cpu or cuda. (default: {_es('device')})"),
+        constrained: Optional[bool] = typer.Option(None, "--constrained/--free", help=f"Decode only calls valid for the catalogue (as infer does), or score the free model. (default: {'--constrained' if _es('constrained') else '--free'})"),
         as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
         config: Optional[Path] = options.config_option("eval_settings"),
     ) -> None:
@@ -148,7 +155,7 @@ def register(app: typer.Typer) -> None:
         Example: textbook eval settings runs/settings --data out/settings
         """
         cli = {"split": split, "catalogue": str(catalogue) if catalogue else None, "batch_size": batch_size,
-               "latency_samples": latency_samples, "limit": limit, "device": device}
+               "latency_samples": latency_samples, "limit": limit, "device": device, "constrained": constrained}
         cfg = resolve(EvalSettingsConfig, cli=cli, file=load_config_file(config).get("eval_settings", {}), section="eval_settings")
         from textbook.mu import require_train_deps
 
@@ -157,7 +164,10 @@ def register(app: typer.Typer) -> None:
         from textbook.settings.config import catalogue_for
 
         # The catalogue is the data side's: loaded here, so the trainer's evaluator never imports textbook.settings.
-        report = run_eval(run, data, cfg, catalogue=catalogue_for(data, cfg.catalogue))
+        from textbook.contract import valid_calls
+
+        known = catalogue_for(data, cfg.catalogue)
+        report = run_eval(run, data, cfg, catalogue=known, calls=valid_calls(known.settings))
         if as_json:
             typer.echo(json.dumps(dict(report), indent=2))
         else:

@@ -57,6 +57,7 @@ class InferConfig:
     data: str | None = None  # --bench: settings shards to take queries from; None = built-in example queries
     split: str = TEST  # --bench: the split of `data` to use
     requests: int = 200  # --bench: queries per variant
+    constrained: bool = True  # decode only the catalogue's valid calls (DIR/calls.json, when the export has it)
 
     def __post_init__(self) -> None:
         if self.variant is not None and self.variant not in VARIANTS:

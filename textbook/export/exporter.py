@@ -4,6 +4,7 @@
     DIR/encoder.<q>.onnx, DIR/decoder.<q>.onnx     each quantized variant (int8, a16w8, dynamic)
     DIR/tokenizer.json, DIR/config.json            the run's tokenizer and model config
     DIR/lexicon.json                               the run's spelling lexicon, when its model has one
+    DIR/calls.json                                 the run's valid calls (constrained decoding), when it has them
     DIR/export.json                                the manifest: shapes, I/O, files with sha256, NPU check, parity
 
 Every file is written to a temp name and renamed; the manifest is written last, so a directory
@@ -94,6 +95,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     from textbook.export.parity import logit_parity, task_parity, torch_greedy
     from textbook.export.quantize import STATIC, calibration_feeds, quantize_graph
     from textbook.export.samples import Sample, read_samples
+    from textbook.mu.calls import CALLS_FILE, load_calls, save_calls
     from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
 
     tokenizer_file = tokenizer_path(run)
@@ -128,6 +130,11 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
         lexicon.save(out / LEXICON)
     else:
         (out / LEXICON).unlink(missing_ok=True)  # an earlier export's, for another model
+    calls = load_calls(run)
+    if calls:
+        save_calls(out, calls)
+    else:
+        (out / CALLS_FILE).unlink(missing_ok=True)
     manifest: dict[str, Any] = {
         "format": "textbook-mu-onnx/1",
         "run": str(run),
@@ -144,7 +151,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
         "default_variant": "fp32",
         "parity": {},
     }
-    runner = Runner(out, "fp32", manifest=manifest)
+    runner = Runner(out, "fp32", manifest=manifest, constrained=False)  # parity compares free decoding with PyTorch's
 
     def sources_of(samples) -> tuple[list[list[int]], list]:
         kept = [(ids, s) for s in samples if len(ids := runner.source_tokens(s.query)) <= source_len]
@@ -181,7 +188,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
             manifest["variants"][variant] = entry
             manifest["default_variant"] = cfg.variants[0]  # `textbook infer` runs the first one asked for
             stages.start(f"{variant} parity")
-            quantized = Runner(out, variant, manifest=manifest)
+            quantized = Runner(out, variant, manifest=manifest, constrained=False)
             manifest["parity"][variant] = task_parity(variant, quantized, parity_sources, greedy, targets).to_dict()
     # Files an earlier export listed that this one did not write are stale: remove them.
     written = {f for v in manifest["variants"].values() for f in v["files"].values()}

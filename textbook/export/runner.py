@@ -16,6 +16,7 @@ import numpy as np
 from textbook.errors import TextbookError
 from textbook.export.config import THREADS
 from textbook.export.deps import need
+from textbook.mu.calls import CallTrie, load_calls
 from textbook.mu.lexicon import Lexicon
 from textbook.mu.tokenizer import source_text
 
@@ -90,7 +91,8 @@ class Generation:
 class Runner:
     """One variant (fp32, int8, a16w8, dynamic) of an export directory, ready to decode."""
 
-    def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = THREADS, manifest: dict | None = None):
+    def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = THREADS, manifest: dict | None = None,
+                 constrained: bool = True):
         ort = need("onnxruntime")
         tokenizers = need("tokenizers")
         self.directory = Path(directory)
@@ -115,6 +117,9 @@ class Runner:
             raise TextbookError(
                 f"{self.directory / 'tokenizer.json'} cannot be read ({_first_line(exc)}): {_redo(directory)}"
             ) from None
+        # Only the catalogue's valid calls (textbook/mu/calls.py), when the export carries them.
+        calls = load_calls(self.directory) if constrained else None
+        self.allowed = CallTrie.from_calls(calls, self.tokenizer, self.eos).allowed if calls else None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -197,7 +202,13 @@ class Runner:
             logits_seen.append(logits)
             if position == 0:
                 first = time.perf_counter() - start
-            token = forced[position] if forced is not None else int(logits[0].argmax())
+            if forced is not None:
+                token = forced[position]
+            elif self.allowed is not None:
+                allowed = self.allowed(tokens)
+                token = allowed[int(logits[0, allowed].argmax())]
+            else:
+                token = int(logits[0].argmax())
             tokens.append(token)
             if forced is None and token == self.eos:
                 break

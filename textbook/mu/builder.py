@@ -12,6 +12,7 @@ import torch
 from textbook.config import public_dict
 from textbook.contract import QUERY, TARGET, TRAIN
 from textbook.errors import TextbookError
+from textbook.mu.calls import save_calls
 from textbook.mu.checkpoint import (
     LEXICON, TOKENIZER, WEIGHTS, load_lexicon, load_weights, read_run_config, tokenizer_path, write_run_config,
 )
@@ -88,7 +89,7 @@ def _distil_words(cfg: TrainConfig, model: Mu, tokenizer) -> None:
         model.embed.weight[ids] = rows.to(model.embed.weight.dtype)
 
 
-def build_run(cfg: TrainConfig, run: Path, dist: Distributed) -> BuiltRun:
+def build_run(cfg: TrainConfig, run: Path, dist: Distributed, calls: list[str] | None = None) -> BuiltRun:
     if cfg.lora_rank and not cfg.init_from:
         raise TextbookError("--lora-rank fine-tunes a trained model: pass --init-from RUN")
     if cfg.resume:
@@ -112,5 +113,7 @@ def build_run(cfg: TrainConfig, run: Path, dist: Distributed) -> BuiltRun:
             "model": model_cfg.to_dict(), "train": public_dict(cfg),
             "parameters": count_parameters(model_cfg), "trainable_parameters": trainable,
         })
+        if calls:
+            save_calls(run, calls)
     teacher = load_teacher(cfg.distill_from, run / TOKENIZER, dist.device) if cfg.distill_from else None
     return BuiltRun(model.to(dist.device), model_cfg, tokenizer, teacher, trainable, lexicon)

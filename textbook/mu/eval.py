@@ -28,6 +28,7 @@ from textbook.contract import (
     validate_target,
 )
 from textbook.errors import TextbookError
+from textbook.mu.calls import CallTrie, load_calls
 from textbook.mu.checkpoint import load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
@@ -122,18 +123,21 @@ def _percentile(values: list[float], q: float) -> float:
 @torch.no_grad()
 def eval_settings(
     run: str | Path, data: list[str | Path], config: EvalSettingsConfig = EvalSettingsConfig(), *,
-    catalogue: CatalogueView | None = None, progress: bool = True,
+    catalogue: CatalogueView | None = None, calls: list[str] | None = None, progress: bool = True,
 ) -> Report:
     """Exact match of a run's function calls on a settings split; the report is also saved in RUN.
 
     `catalogue` (textbook.settings.config.catalogue_for(data, config.catalogue) in `textbook eval
     settings`) is what outputs are validated against; None checks the grammar only (exact match is the
-    same either way: a target is valid, so an output equal to it is too).
+    same either way: a target is valid, so an output equal to it is too). With `config.constrained`, decoding
+    keeps to `calls` (the CLI passes the catalogue's valid calls), else to the run's own RUN/calls.json.
     """
     split, batch_size, device = config.split, config.batch_size, config.device
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
     lexicon = load_lexicon(run, cfg)
+    calls = (calls or load_calls(run)) if config.constrained else None
+    allowed = CallTrie.from_calls(calls, tokenizer, cfg.eos_id).allowed if calls else None
     table = _rows([Path(d) for d in data], split)
     if config.limit:
         table = table.slice(0, config.limit)
@@ -147,7 +151,7 @@ def eval_settings(
     for start in progress_bar(iterable=range(0, len(order), batch_size), show=progress, unit="batch", desc="eval"):
         idx = order[start : start + batch_size]
         src, mask = _pad([sources[i] for i in idx], cfg.pad_id, device)
-        for i, tokens in zip(idx, model.generate(src, mask)):
+        for i, tokens in zip(idx, model.generate(src, mask, allowed=allowed)):
             outputs[i] = tokenizer.decode(tokens)
 
     groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
@@ -176,13 +180,13 @@ def eval_settings(
     for row in rows[:config.latency_samples]:
         t0 = time.perf_counter()
         src, mask = _pad(_encode(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
-        _judge(tokenizer.decode(model.generate(src, mask)[0]), row[TARGET], catalogue)
+        _judge(tokenizer.decode(model.generate(src, mask, allowed=allowed)[0]), row[TARGET], catalogue)
         latencies.append((time.perf_counter() - t0) * 1000)
 
     n = len(rows)
     report = {
         "run": str(run), "split": split, "rows": n,
-        "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n,
+        "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n, "constrained": allowed is not None,
         "page_match": page_count / n,  # the call lands on the right Settings page (the exact call or another on it)
         "page_by_style": {k: {"page_match": c / t, "rows": t} for k, (c, t) in sorted(pages.items())},
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},

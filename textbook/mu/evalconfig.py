@@ -24,6 +24,9 @@ class EvalSettingsConfig:
     latency_samples: int = 200  # requests timed one by one for p50/p95 latency (0 = none)
     limit: int | None = None  # score only the first N rows
     device: str = "cpu"
+    # Decode only calls valid for the catalogue (textbook/mu/calls.py), as `textbook infer` does; False scores
+    # the free model (the invalid rate is then its own).
+    constrained: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -260,8 +260,10 @@ class Mu(nn.Module):
         return self.logits(x)[:, -1], torch.stack(new_k), torch.stack(new_v)
 
     @torch.no_grad()
-    def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None) -> list[list[int]]:
-        """Greedy decoding with the KV cache; returns each row's tokens up to (not including) EOS."""
+    def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None,
+                 allowed=None) -> list[list[int]]:
+        """Greedy decoding with the KV cache; returns each row's tokens up to (not including) EOS.
+        `allowed(prefix) -> token ids` (textbook.mu.calls.CallTrie.allowed) restricts each step's choice."""
         steps = min(max_new_tokens or self.cfg.max_target_len, self.cfg.max_target_len)
         eos = self.cfg.eos_id
         memory = self.encode(src_ids, src_mask)
@@ -270,16 +272,30 @@ class Mu(nn.Module):
         token = torch.full((src_ids.shape[0], 1), self.cfg.bos_id, dtype=torch.long, device=src_ids.device)
         done = torch.zeros(src_ids.shape[0], dtype=torch.bool, device=src_ids.device)
         out: list[Tensor] = []
+        prefixes: list[list[int]] = [[] for _ in range(src_ids.shape[0])]
         for pos in range(steps):
             position = torch.tensor([pos], device=src_ids.device)
             logits, k_cache, v_cache = self.decode_step(token, position, k_cache, v_cache, cross_k, cross_v, src_mask)
+            if allowed is not None:
+                logits = _constrain(logits, [allowed(prefix) for prefix in prefixes])
             token = logits.argmax(-1, keepdim=True).masked_fill(done[:, None], eos)  # (B, 1); finished rows repeat EOS
             out.append(token)
+            if allowed is not None:
+                prefixes = [prefix + [t] for prefix, t in zip(prefixes, token[:, 0].tolist())]
             done |= token[:, 0] == eos
             if bool(done.all()):  # the generation loop, not a graph: stopping early is fine here
                 break
         rows = torch.cat(out, dim=1).tolist()
         return [row[: row.index(eos)] if eos in row else row for row in rows]
+
+
+def _constrain(logits: Tensor, allowed: list[list[int]]) -> Tensor:
+    """(B, V) logits with every token outside each row's allowed list at -inf."""
+    rows = torch.tensor([i for i, ids in enumerate(allowed) for _ in ids], device=logits.device)
+    cols = torch.tensor([t for ids in allowed for t in ids], device=logits.device)
+    masked = torch.full_like(logits, float("-inf"))
+    masked[rows, cols] = logits[rows, cols]
+    return masked
 
 
 def count_parameters(cfg: MuConfig) -> dict[str, int]:

@@ -182,8 +182,9 @@ class _TimeBox:
         return total
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> Report:
-    """Train (or resume) a run; returns a summary. The library entry point of `textbook train`."""
+def train(cfg: TrainConfig, *, progress: bool = True, calls: list[str] | None = None) -> Report:
+    """Train (or resume) a run; returns a summary. The library entry point of `textbook train`. `calls`, the
+    catalogue's valid calls of a settings run, are kept as RUN/calls.json for constrained decoding."""
     if not cfg.data:
         raise TextbookError("no training data: pass --data DIR (a shard directory; repeat for several)")
     if cfg.resume and not Path(cfg.out).is_dir():
@@ -192,7 +193,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Report:
     _check_precision(cfg)
     # One launch per run directory; under torchrun the ranks of that launch share it, so rank 0 holds it.
     with RunDir(cfg.out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext() as rundir:
-        facts = _train(cfg, progress, rundir)
+        facts = _train(cfg, progress, rundir, calls)
     return Report(facts, ["trained"] + [f"  {k}: {f'{v:.4f}' if isinstance(v, float) else v}"
                                         for k, v in facts.items() if k != "rank"])
 
@@ -220,7 +221,7 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, "".join(kept).encode())
 
 
-def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None, calls: list[str] | None) -> dict[str, Any]:
     run = Path(cfg.out)
     if cfg.resume and checkpoint_dir(run) is None:
         # killed before its first checkpoint: nothing was kept, so resuming is starting over (the same
@@ -233,7 +234,7 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None) -> dict[str,
     _claim(cfg, run, rundir)
     dist = Distributed.start(cfg.device)
     torch.manual_seed(cfg.seed)
-    built = build_run(cfg, run, dist)
+    built = build_run(cfg, run, dist, calls)
     raw, mcfg, tokenizer, teacher = built.model, built.model_cfg, built.tokenizer, built.teacher
     stream = BatchStream(
         list(cfg.data), tokenizer, mcfg, task=cfg.task, text_column=cfg.text_column, batch_size=cfg.batch_size,
