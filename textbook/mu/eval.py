@@ -130,13 +130,13 @@ def eval_settings(
     `catalogue` (textbook.settings.config.catalogue_for(data, config.catalogue) in `textbook eval
     settings`) is what outputs are validated against; None checks the grammar only (exact match is the
     same either way: a target is valid, so an output equal to it is too). With `config.constrained`, decoding
-    keeps to `calls` (the CLI passes the catalogue's valid calls), else to the run's own RUN/calls.json.
+    keeps to the run's own valid calls (RUN/calls.json), else to `calls` (the CLI passes the catalogue's).
     """
     split, batch_size, device = config.split, config.batch_size, config.device
     model, cfg = load_model(run, device)
     tokenizer = load_tokenizer(tokenizer_path(run))
     lexicon = load_lexicon(run, cfg)
-    calls = (calls or load_calls(run)) if config.constrained else None
+    calls = (load_calls(run) or calls) if config.constrained else None
     allowed = CallTrie.from_calls(calls, tokenizer, cfg.eos_id).allowed if calls else None
     table = _rows([Path(d) for d in data], split)
     if config.limit:

@@ -10,10 +10,13 @@ between machines of either kind.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 
+@functools.lru_cache(maxsize=None)  # asked every step, for every matrix: the answer never changes
 def bf16_is_native(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices at least as fast as fp32 ones (roughly)."""
     if device.type == "cuda":
