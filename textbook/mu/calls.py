@@ -23,13 +23,12 @@ class CallTrie:
     """Which token may follow a prefix of one of the valid calls' token sequences (EOS ends a call)."""
 
     def __init__(self, sequences: Iterable[Sequence[int]], eos: int):
-        self.next: dict[tuple[int, ...], list[int]] = {}
         follow: dict[tuple[int, ...], set[int]] = {}
         for seq in sequences:
             seq = tuple(seq) + (eos,)
             for i in range(len(seq)):
                 follow.setdefault(seq[:i], set()).add(seq[i])
-        self.next = {prefix: sorted(tokens) for prefix, tokens in follow.items()}
+        self.next: dict[tuple[int, ...], list[int]] = {prefix: sorted(tokens) for prefix, tokens in follow.items()}
         self.eos = eos
 
     @classmethod

@@ -17,6 +17,7 @@ method has Python control flow that depends on tensor values.
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +262,7 @@ class Mu(nn.Module):
 
     @torch.no_grad()
     def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None,
-                 allowed=None) -> list[list[int]]:
+                 allowed: Callable[[list[int]], list[int]] | None = None) -> list[list[int]]:
         """Greedy decoding with the KV cache; returns each row's tokens up to (not including) EOS.
         `allowed(prefix) -> token ids` (textbook.mu.calls.CallTrie.allowed) restricts each step's choice."""
         steps = min(max_new_tokens or self.cfg.max_target_len, self.cfg.max_target_len)
