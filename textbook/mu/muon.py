@@ -29,17 +29,45 @@ def bf16_is_native(device: torch.device) -> bool:
 
 def orthogonalise(g: Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
                   dtype: torch.dtype) -> Tensor:
-    """The quintic Newton-Schulz iteration of Keller Jordan's Muon, as in torch.optim's, in `dtype`."""
+    """The quintic Newton-Schulz iteration of Keller Jordan's Muon, as in torch.optim's, in `dtype`.
+
+    A matrix at least `GRAM_ASPECT` times wider than tall (after the transpose; mu-small's feed-forward
+    matrices are 4x) is iterated in Gram form in fp32/fp64: the same polynomial, fewer multiplications."""
     a, b, c = coefficients
     x = g.to(dtype)
     tall = g.size(0) > g.size(1)
     if tall:
         x = x.T
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
-    for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    if dtype in (torch.float32, torch.float64) and x.size(1) >= GRAM_ASPECT * x.size(0):
+        x = _gram_newton_schulz(x, a, b, c, steps)
+    else:
+        for _ in range(steps):
+            gram = x @ x.T
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x
+
+
+# For an m x n matrix (m <= n) the direct iteration costs steps * (4 m^2 n + 2 m^3) FLOPs, the Gram form
+# 4 m^2 n + (8 steps - 6) m^3: with 5 steps it is cheaper once n > 1.5 m, 1.8x at n = 4 m (a 4x MLP), 1.5x at
+# n = 3 m (mu-small's K and V). Square matrices (Q, O) keep the direct form.
+GRAM_ASPECT = 2
+
+
+def _gram_newton_schulz(x: Tensor, a: float, b: float, c: float, steps: int) -> Tensor:
+    """Each step maps x to p(x x^T) x with p(r) = a + b r + c r^2; every x_k is q_k x_0 with q_k a polynomial of
+    g = x_0 x_0^T, and polynomials of one symmetric matrix commute. So the iteration runs on m x m matrices
+    only: r_k = x_k x_k^T, q_{k+1} = p(r_k) q_k, r_{k+1} = p(r_k) r_k p(r_k); x is touched twice (g, and
+    q x at the end). In bf16 the rounding of g would persist through every step: fp32/fp64 only."""
+    r = x @ x.T  # (m, m)
+    q = None
+    for step in range(steps):
+        p = torch.addmm(r, r, r, beta=b, alpha=c)
+        p.diagonal().add_(a)
+        q = p if q is None else p @ q
+        if step < steps - 1:
+            r = p @ r @ p
+    return x if q is None else q @ x
 
 
 class Muon(torch.optim.Muon):
