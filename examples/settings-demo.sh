@@ -45,7 +45,7 @@ textbook eval settings "$OUT/run" --data "$OUT/data/settings"
 textbook export "$OUT/run" --out "$OUT/export" --quantize a16w8,int8 --calibration "$OUT/data/settings" \
     --max-source-len 64 --max-target-len 16
 if [ -n "${EVAL:-}" ]; then
-  textbook infer "$OUT/export" --input "$EVAL" > "$OUT/answers.jsonl"
+  textbook infer "$OUT/export" --input "$EVAL" --confidence > "$OUT/answers.jsonl"
   echo "answers to $EVAL: $OUT/answers.jsonl"
   if head -n 1 "$EVAL" | grep -q '"target"'; then  # labelled requests: score the run and the exported model per style
     textbook eval settings "$OUT/run" --data "$EVAL"

@@ -35,8 +35,9 @@ def test_the_settings_demo_runs_gen_train_eval_export_and_answers_a_file(tmp_pat
     # the catalogue's valid calls travel from the run to the export, and infer answers only with them
     calls = json.loads((out / "export" / "calls.json").read_text())["calls"]
     assert calls == json.loads((out / "run" / "calls.json").read_text())["calls"] and len(calls) > 1000
-    answers = (out / "answers.jsonl").read_text().splitlines()
-    assert len(answers) == 2 and all(json.dumps(json.loads(a), separators=(",", ":")) in calls for a in answers)
+    answers = [json.loads(a) for a in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 2 and all(0 < a.pop("confidence") <= 1 for a in answers)  # the demo asks for --confidence
+    assert all(json.dumps(a, separators=(",", ":")) in calls for a in answers)
     assert "exported model:" in done.stdout
     # no OUT: one line of usage, exit 2
     bad = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh")], capture_output=True, text=True, env=env)
@@ -96,6 +97,33 @@ def test_pretrain_then_fine_tune(tmp_path):
     assert demo.returncode == 0, demo.stderr[-3000:]
     table = demo.stdout.split("style             rows     call     page")[1].splitlines()
     assert table[1].split()[:2] == ["all", "2"] and {t.split()[0] for t in table[2:4]} == {"none", "short"}
+    assert "100% most sure       2" in demo.stdout  # the answers carry confidences: the selective table follows
     assert (tmp_path / "demo" / "run" / "eval-settings-labelled.json").is_file()
     assert (tmp_path / "demo" / "run" / "tokenizer.json").read_bytes() == (tmp_path / "pre" / "tokenizer.json").read_bytes()
     assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "run")
+
+
+def test_score_answers_scores_confidences_withheld_calls_and_errors(tmp_path):
+    on = '{"action":"on","id":"bluetooth.enabled"}'
+    requests = [{"query": q, "target": t, "style": st, "uri": u} for q, t, st, u in [
+        ("turn on bluetooth", on, "short", "ms-settings:bluetooth"),
+        ("bluetooth please", on, "casual", "ms-settings:bluetooth"),
+        ("i need bluetooth", on, "casual", "ms-settings:bluetooth"),
+        ("cheap flights", '{"action":"none"}', "none", None),
+    ]]
+    answers = [
+        {"action": "on", "id": "bluetooth.enabled", "confidence": 0.9},   # right, sure
+        {"action": "off", "id": "bluetooth.enabled", "confidence": 0.3},  # right page, wrong call
+        {"abstain": True, "confidence": 0.2, "call": json.loads(on)},      # withheld: scored as the call it withheld
+        {"error": "empty request"},
+    ]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in requests))
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "score_answers.py"), str(tmp_path / "r.jsonl"),
+                           str(tmp_path / "a.jsonl")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    assert rows["all"] == ["4", "50.0%", "75.0%"] and rows["casual"] == ["2", "50.0%", "100.0%"] and rows["none"] == ["1", "0.0%", "0.0%"]
+    lines = done.stdout.split("confidence >=")[1].splitlines()[1:]
+    assert lines[0].split() == ["100%", "most", "sure", "3", "66.7%", "100.0%", "0.20"]  # the 3 answers with a confidence
+    assert lines[-1].split() == ["50%", "most", "sure", "2", "50.0%", "100.0%", "0.30"]

@@ -214,6 +214,74 @@ def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_p
     assert "bad.jsonl:2 has no text field `query`" in capsys.readouterr().err
 
 
+def _teacher_forced_logprob(model, src, mask, emitted: list[int], allowed=None) -> float:
+    """log P(emitted + EOS | source) from one teacher-forced forward pass, masked to `allowed` when given."""
+    cfg = model.cfg
+    full = emitted + [cfg.eos_id]
+    logits = model(src, mask, torch.tensor([[cfg.bos_id] + full[:-1]]))[0]  # (T, V)
+    total = 0.0
+    for t, token in enumerate(full):
+        row = logits[t]
+        if allowed is not None:
+            keep = torch.tensor(allowed(full[:t]))
+            row = torch.full_like(row, float("-inf")).index_copy(0, keep, row[keep])
+        total += float(torch.log_softmax(row, -1)[token])
+    return total
+
+
+def test_confidence_is_the_models_own_probability_of_its_answer(exported, tmp_path, capsys):
+    from textbook.mu.calls import CallTrie
+    from textbook.mu.checkpoint import tokenizer_path
+    from textbook.mu.tokenizer import load_tokenizer
+    from textbook.mu.eval import _encode, _pad
+
+    root, _ = exported
+    model = _model(root).eval()
+    tokenizer = load_tokenizer(tokenizer_path(root / "run"))
+    trie = CallTrie.from_calls(load_calls(root / "run"), tokenizer, model.cfg.eos_id)
+    queries = [q for q, *_ in SETTINGS[:3]] + ["qq zz bluetooth brightness dark"]
+    fp32 = Runner(root / "out", "fp32")
+    confidences = []
+    with torch.no_grad():
+        for query in queries:
+            src, mask = _pad(_encode(tokenizer, [query], model.cfg, fp32.lexicon), model.cfg.pad_id, "cpu")
+            for allowed in (None, trie.allowed):
+                (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=allowed)
+                assert logprob == pytest.approx(_teacher_forced_logprob(model, src, mask, emitted, allowed), abs=1e-4)
+            _, generation = fp32(query)  # the exported graphs give the same number
+            assert generation.logprob == pytest.approx(logprob, abs=1e-3) and generation.tokens == emitted
+            confidences.append(generation.confidence)
+    assert min(confidences[:3]) > 0.5 and max(confidences[:3]) <= 1.0  # memorised rows
+    assert confidences[3] < min(confidences[:3])  # gibberish is less sure
+
+    requests = tmp_path / "requests.txt"
+    requests.write_text("\n".join(queries) + "\n", encoding="utf-8")
+    assert _cli(["infer", str(root / "out"), "--input", str(requests), "--variant", "fp32", "--confidence"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["confidence"] for line in lines] == pytest.approx(confidences, abs=1e-4)
+    assert [{k: v for k, v in line.items() if k != "confidence"} for line in lines[:3]] == [json.loads(t) for _, t, *_ in SETTINGS[:3]]
+    # below --min-confidence the call is withheld (and named), the others answered as usual
+    gate = (confidences[3] + min(confidences[:3])) / 2
+    assert _cli(["infer", str(root / "out"), "-i", str(requests), "--variant", "fp32", "--min-confidence", str(gate)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[:3] == [t for _, t, *_ in SETTINGS[:3]]
+    last = json.loads(lines[3])
+    assert last["abstain"] is True and last["confidence"] < gate and "action" in last["call"]
+    assert "1 below --min-confidence" in out.err
+    assert _cli(["infer", str(root / "out"), "-i", str(requests), "--min-confidence", "1.5"]) != 0
+    assert "--min-confidence is a probability between 0 and 1" in capsys.readouterr().err
+    # eval reports exact match among the most confident answers; all of them is the plain exact match
+    from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
+
+    report = eval_settings(root / "run", [root / "data"], EvalSettingsConfig(latency_samples=0), progress=False)
+    table = report["by_confidence"]
+    assert [row["coverage"] for row in table] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    assert table[0]["exact_match"] == report["exact_match"]
+    assert all(a["min_confidence"] <= b["min_confidence"] for a, b in zip(table, table[1:]))
+
+
 def test_bench_times_every_variant_side_by_side(exported, capsys):
     root, manifest = exported
     assert _cli(["infer", str(root / "out"), "--bench", "--data", str(root / "data"), "--requests", "6"]) == 0

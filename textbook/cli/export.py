@@ -82,6 +82,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help=f"ONNX Runtime intra-op threads (0 = one per core). (default: {default(InferConfig, 'threads')})"),
         input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Answer every request of a file (one per line, or a JSONL file's `query` field) with the model loaded once: one call per line on stdout, in order."),
         constrained: Optional[bool] = typer.Option(None, "--constrained/--free", help="Answer only with calls valid for the model's catalogue (the export's calls.json), or let the decoder run free. (default: --constrained)"),
+        confidence: Optional[bool] = typer.Option(None, "--confidence", help="--input: add each answer's probability to its line (`confidence`, 0-1: of this call among the valid ones)."),
+        min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="--input: withhold calls less probable than this ({\"abstain\": true, ...}): show search results for those instead. (default: 0, always answer)"),
         config: Optional[Path] = options.config_option("infer"),
     ) -> None:
         """Run an exported Mu with ONNX Runtime: greedy decoding with a fixed-size KV cache; prints the function call.
@@ -90,10 +92,12 @@ def register(app: typer.Typer) -> None:
 
         Many requests, one model load: textbook infer export/settings --input requests.txt > calls.jsonl
 
+        Withhold unsure answers (fall back to search): textbook infer export/settings --input requests.txt --min-confidence 0.5
+
         Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
         """
         cli = {"variant": variant, "data": str(data) if data else None, "split": split, "requests": requests, "threads": threads,
-               "constrained": constrained}
+               "constrained": constrained, "confidence": confidence, "min_confidence": min_confidence}
         cfg = resolve(InferConfig, cli=cli, file=load_config_file(config).get("infer", {}), section="infer")
         if bench:
             from textbook.export.bench import bench as run_bench, format_bench
@@ -115,13 +119,16 @@ def register(app: typer.Typer) -> None:
             stats: dict = {}
             import itertools
 
-            for line in answer_all(runner, itertools.chain([] if first is None else [first], queries), stats):
+            lines = answer_all(runner, itertools.chain([] if first is None else [first], queries), stats,
+                               confidence=cfg.confidence, min_confidence=cfg.min_confidence)
+            for line in lines:
                 typer.echo(line)
             ms = sorted(stats["ms"])
             p50 = f", p50 {ms[len(ms) // 2]:.0f} ms" if ms else ""
-            typer.echo(f"({runner.variant}: {stats['requests']:,} requests, {stats['errors']:,} without a call{p50})", err=True)
+            abstained = f", {stats['abstained']:,} below --min-confidence" if cfg.min_confidence else ""
+            typer.echo(f"({runner.variant}: {stats['requests']:,} requests, {stats['errors']:,} without a call{abstained}{p50})", err=True)
             return
         runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained)
         text, gen = runner(query)
         typer.echo(text)
-        typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, {gen.total_s * 1000:.0f} ms)", err=True)
+        typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, confidence {gen.confidence:.2f}, {gen.total_s * 1000:.0f} ms)", err=True)

@@ -3,7 +3,9 @@
 A text file gives one request per line; a JSONL file (`.jsonl`, or a first line that is a JSON object) gives
 each line's `query` field. Each request gets one output line, in order: the canonical call the model emitted,
 or `{"error": ...}` for an empty line, a request longer than the export takes, or an output outside the call
-grammar, so line N of the output always answers line N of the input. The model is loaded once: 10,000 requests are one process, not 10,000.
+grammar, so line N of the output always answers line N of the input. `--confidence` adds the answer's
+probability; `--min-confidence P` withholds the calls the model is less sure of than P (the caller falls back to
+search). The model is loaded once: 10,000 requests are one process, not 10,000.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ def read_queries(path: str | Path) -> Iterator[str]:
         yield record["query"].strip()
 
 
-def answer_all(runner, queries: Iterator[str], stats: dict) -> Iterator[str]:
-    """One output line per query; `stats` gets requests, errors and per-request milliseconds."""
-    stats.update(requests=0, errors=0, ms=[])
+def answer_all(runner, queries: Iterator[str], stats: dict, *, confidence: bool = False,
+               min_confidence: float = 0.0) -> Iterator[str]:
+    """One output line per query; `stats` gets requests, errors, abstentions and per-request milliseconds.
+    `confidence` adds the answer's probability to its line; below `min_confidence` the call is withheld
+    (`{"abstain": true, "confidence": p, "call": {...}}`)."""
+    stats.update(requests=0, errors=0, abstained=0, ms=[])
     for query in queries:
         stats["requests"] += 1
         if not query:
@@ -54,14 +59,23 @@ def answer_all(runner, queries: Iterator[str], stats: dict) -> Iterator[str]:
             continue
         t = time.perf_counter()
         try:
-            text, _ = runner(query)
+            text, generation = runner(query)
         except TextbookError as exc:  # this request only (longer than the export takes): the others go on
             stats["errors"] += 1
             yield json.dumps({"error": str(exc)}, ensure_ascii=False)
             continue
         stats["ms"].append((time.perf_counter() - t) * 1000)
         try:
-            yield canonical(text)
+            call = canonical(text)
         except TargetError:
             stats["errors"] += 1
             yield json.dumps({"error": "not a settings call", "output": text}, ensure_ascii=False)
+            continue
+        p = round(generation.confidence, 4)
+        if p < min_confidence:
+            stats["abstained"] += 1
+            yield json.dumps({"abstain": True, "confidence": p, "call": json.loads(call)}, ensure_ascii=False)
+        elif confidence:
+            yield json.dumps({**json.loads(call), "confidence": p}, ensure_ascii=False, separators=(",", ":"))
+        else:
+            yield call

@@ -58,6 +58,10 @@ class InferConfig:
     split: str = TEST  # --bench: the split of `data` to use
     requests: int = 200  # --bench: queries per variant
     constrained: bool = True  # decode only the catalogue's valid calls (DIR/calls.json, when the export has it)
+    confidence: bool = False  # --input: add each answer's probability (`confidence`) to its line
+    # --input: below this confidence the call is withheld ({"abstain": true, ...}): the caller shows search
+    # results instead, as Windows does when its settings agent is unsure. 0 = always answer.
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if self.variant is not None and self.variant not in VARIANTS:
@@ -66,3 +70,5 @@ class InferConfig:
             raise ConfigError(f"--threads must be at least 0 (0 = one per core), not {self.threads}")
         if self.requests < 1:
             raise ConfigError(f"--requests must be at least 1, not {self.requests}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"--min-confidence is a probability between 0 and 1, not {self.min_confidence}")

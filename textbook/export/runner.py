@@ -7,6 +7,7 @@ step's `past_*` inputs, and passes the encoder's cross-attention K/V through unc
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,11 @@ class Generation:
     first_token_s: float  # encoder + first decoder step
     total_s: float  # everything after tokenization
     steps: int  # decoder steps run (EOS included when reached)
+    logprob: float = 0.0  # of the emitted tokens, EOS included, over the allowed ones when constrained (Mu.generate_scored)
+
+    @property
+    def confidence(self) -> float:
+        return math.exp(self.logprob)
 
 
 class Runner:
@@ -193,7 +199,7 @@ class Runner:
         limit = min(max_new_tokens or self.cache_len, self.cache_len)
         if forced is not None:
             limit = min(limit, len(forced))
-        token, tokens, logits_seen, first = self.bos, [], [], 0.0
+        token, tokens, logits_seen, first, logprob = self.bos, [], [], 0.0, 0.0
         for position in range(limit):
             feed = self.step_feed(token, position, mask, past, cross)
             if trace:
@@ -204,11 +210,14 @@ class Runner:
                 first = time.perf_counter() - start
             if forced is not None:
                 token = forced[position]
-            elif self.allowed is not None:
-                allowed = self.allowed(tokens)
-                token = allowed[int(logits[0, allowed].argmax())]
             else:
-                token = int(logits[0].argmax())
+                row = logits[0].astype(np.float64)
+                allowed = self.allowed(tokens) if self.allowed is not None else None
+                if allowed is not None:
+                    row = row[allowed]
+                best = int(row.argmax())
+                logprob -= float(np.log(np.exp(row - row[best]).sum()))  # log-softmax of the argmax
+                token = allowed[best] if allowed is not None else best
             tokens.append(token)
             if forced is None and token == self.eos:
                 break
@@ -216,7 +225,7 @@ class Runner:
         steps = len(tokens)
         if tokens and tokens[-1] == self.eos:
             tokens = tokens[:-1]
-        return Generation(tokens, first, total, steps), logits_seen
+        return Generation(tokens, first, total, steps, logprob), logits_seen
 
     def __call__(self, text: str) -> tuple[str, Generation]:
         generation, _ = self.run(self.source_ids(text))

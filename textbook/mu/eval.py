@@ -147,19 +147,24 @@ def eval_settings(
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
     outputs: list[str] = [""] * len(rows)
+    confidences: list[float] = [0.0] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(sources[i]))  # little padding per batch
     for start in progress_bar(iterable=range(0, len(order), batch_size), show=progress, unit="batch", desc="eval"):
         idx = order[start : start + batch_size]
         src, mask = _pad([sources[i] for i in idx], cfg.pad_id, device)
-        for i, tokens in zip(idx, model.generate(src, mask, allowed=allowed)):
-            outputs[i] = tokenizer.decode(tokens)
+        tokens, logprobs = model.generate_scored(src, mask, allowed=allowed)
+        for i, row_tokens, logprob in zip(idx, tokens, logprobs):
+            outputs[i] = tokenizer.decode(row_tokens)
+            confidences[i] = math.exp(logprob)
 
     groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     pages: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # style -> [right page, rows]
     valid_count = correct_count = page_count = 0
     errors = []
-    for row, text in zip(rows, outputs):
+    right: list[bool] = []
+    for row, text, confidence in zip(rows, outputs, confidences):
         valid, correct = _judge(text, row[TARGET], catalogue)
+        right.append(correct)
         on_page = correct or (_page(text, catalogue) is not None and _page(text, catalogue) == _page(row[TARGET], catalogue))
         valid_count += valid
         correct_count += correct
@@ -174,7 +179,7 @@ def eval_settings(
                 groups[group][name][1] += 1
         if not correct:
             errors.append({"query": row[QUERY], "target": row[TARGET], "output": text, "valid": valid,
-                           "style": row.get(STYLE), "noise": keys["noise"]})
+                           "confidence": round(confidence, 4), "style": row.get(STYLE), "noise": keys["noise"]})
 
     latencies = []
     for row in rows[:config.latency_samples]:
@@ -192,6 +197,7 @@ def eval_settings(
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},
         "by_style": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["style"].items())},
         "by_noise": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["noise"].items())},
+        "by_confidence": _by_confidence(confidences, right),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "requests": len(latencies),
                        "device": device, "threads": torch.get_num_threads()} if latencies else None,
         "errors": [{k: e[k] for k in ("query", "target", "output")} for e in errors[:20]],
@@ -205,6 +211,21 @@ def eval_settings(
     return Report(report, _settings_lines(report, Path(run)))
 
 
+COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _by_confidence(confidences: list[float], right: list[bool]) -> list[dict[str, float]]:
+    """Selective answering: for each coverage, the exact match of the most confident share of the requests and
+    the confidence it takes (`textbook infer --min-confidence`); the rest would get search results instead."""
+    order = sorted(range(len(right)), key=lambda i: -confidences[i])
+    out = []
+    for coverage in COVERAGES:
+        kept = order[: max(1, math.ceil(coverage * len(order)))]
+        out.append({"coverage": coverage, "exact_match": sum(right[i] for i in kept) / len(kept),
+                    "min_confidence": round(confidences[kept[-1]], 4)})
+    return out
+
+
 def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
     """What `textbook eval settings` prints: exact match overall and by style, noise and action."""
     split = report["split"]
@@ -213,6 +234,9 @@ def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
     if report["latency_ms"]:
         lat = report["latency_ms"]
         lines.append(f"latency per request ({lat['requests']} on {lat['device']}): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+    if report.get("by_confidence"):
+        lines.append("answering only the most confident (the rest to search): " + ", ".join(
+            f"{c['coverage']:.0%} {c['exact_match']:.1%} (>= {c['min_confidence']:.2f})" for c in report["by_confidence"]))
     for group in ("by_style", "by_noise", "by_action"):
         lines.append(group.replace("_", " ") + ":")
         pages = report["page_by_style"] if group == "by_style" else {}

@@ -265,6 +265,13 @@ class Mu(nn.Module):
                  allowed: Callable[[list[int]], list[int]] | None = None) -> list[list[int]]:
         """Greedy decoding with the KV cache; returns each row's tokens up to (not including) EOS.
         `allowed(prefix) -> token ids` (textbook.mu.calls.CallTrie.allowed) restricts each step's choice."""
+        return self.generate_scored(src_ids, src_mask, max_new_tokens, allowed)[0]
+
+    def generate_scored(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None,
+                        allowed: Callable[[list[int]], list[int]] | None = None) -> tuple[list[list[int]], list[float]]:
+        """`generate`, and each row's log-probability of what it emitted, EOS included: the sum over its steps
+        of log-softmax of the chosen token, over the allowed tokens only when `allowed` is given (the
+        probability of this call among the valid ones, along the greedy path)."""
         steps = min(max_new_tokens or self.cfg.max_target_len, self.cfg.max_target_len)
         eos = self.cfg.eos_id
         memory = self.encode(src_ids, src_mask)
@@ -272,6 +279,7 @@ class Mu(nn.Module):
         k_cache, v_cache = self.empty_cache(src_ids.shape[0], src_ids.device, memory.dtype)
         token = torch.full((src_ids.shape[0], 1), self.cfg.bos_id, dtype=torch.long, device=src_ids.device)
         done = torch.zeros(src_ids.shape[0], dtype=torch.bool, device=src_ids.device)
+        logprob = torch.zeros(src_ids.shape[0], dtype=torch.float32, device=src_ids.device)
         out: list[Tensor] = []
         prefixes: list[list[int]] = [[] for _ in range(src_ids.shape[0])]
         for pos in range(steps):
@@ -279,7 +287,10 @@ class Mu(nn.Module):
             logits, k_cache, v_cache = self.decode_step(token, position, k_cache, v_cache, cross_k, cross_v, src_mask)
             if allowed is not None:
                 logits = _constrain(logits, [allowed(prefix) for prefix in prefixes])
-            token = logits.argmax(-1, keepdim=True).masked_fill(done[:, None], eos)  # (B, 1); finished rows repeat EOS
+            token = logits.argmax(-1, keepdim=True)  # (B, 1)
+            chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, token)[:, 0]
+            logprob += chosen.masked_fill(done, 0.0)
+            token = token.masked_fill(done[:, None], eos)  # finished rows repeat EOS
             out.append(token)
             if allowed is not None:
                 prefixes = [prefix + [t] for prefix, t in zip(prefixes, token[:, 0].tolist())]
@@ -287,7 +298,7 @@ class Mu(nn.Module):
             if bool(done.all()):  # the generation loop, not a graph: stopping early is fine here
                 break
         rows = torch.cat(out, dim=1).tolist()
-        return [row[: row.index(eos)] if eos in row else row for row in rows]
+        return [row[: row.index(eos)] if eos in row else row for row in rows], logprob.tolist()
 
 
 def _constrain(logits: Tensor, allowed: list[list[int]]) -> Tensor:
