@@ -99,8 +99,10 @@ def test_eval_settings_lists_every_mistake(tmp_path, trained):
     report = eval_settings(tmp / "run", [tmp_path / "test"], EvalSettingsConfig(latency_samples=0), progress=False)
     lines = (tmp / "run" / "eval-settings-test-errors.jsonl").read_text().splitlines()
     assert report["exact_match"] == pytest.approx(7 / 8) and len(lines) == 1
-    assert json.loads(lines[0]) == {"query": SETTINGS[0][0], "target": swapped, "output": SETTINGS[0][1], "valid": True,
-                                    "style": "command", "noise": ["clean"]}
+    mistake = json.loads(lines[0])
+    assert 0 < mistake.pop("confidence") <= 1  # how sure the model was of its wrong answer
+    assert mistake == {"query": SETTINGS[0][0], "target": swapped, "output": SETTINGS[0][1], "valid": True,
+                       "style": "command", "noise": ["clean"]}
 
 
 def test_eval_settings_scores_a_jsonl_set_by_style_on_the_call_and_the_page(tmp_path, trained):
