@@ -11,8 +11,10 @@ must refuse at once, naming the run that holds the directory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -99,20 +101,42 @@ def _kill(proc: subprocess.Popen, killed: Killed) -> bool:
 
 
 def _second_launch(argv: list[str], cwd: Path, env, out: Path, first: subprocess.Popen) -> str:
-    """Start the same command into the same --out while `first` holds it; return what it said."""
+    """Start the same command into the same --out while `first` holds it; return what it said.
+
+    `first` is stopped (SIGSTOP) meanwhile: a run that has just let go of its lock can take a while to exit, and
+    a second run started in that window legitimately runs to the end. Stopped, the holder cannot let go."""
     deadline = time.monotonic() + 30
     while not (out / ".lock").exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     if first.poll() is not None:
         return ""
-    t = time.monotonic()
-    second = subprocess.run([sys.executable, "-m", "textbook", *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=60)
-    if first.poll() is not None:  # the first run ended meanwhile: the second may have run legitimately
-        return ""
+    first.send_signal(signal.SIGSTOP)
+    try:
+        if not _held(out / ".lock"):
+            return ""  # it had let go already (finishing): nothing to test this time
+        t = time.monotonic()
+        second = subprocess.run([sys.executable, "-m", "textbook", *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 1, f"a second run into {out} exited {second.returncode}: {second.stderr[-1000:]}"
     assert time.monotonic() - t < 15
     return second.stderr
+
+
+def _held(lock: Path) -> bool:
+    """Whether some process holds the flock on `lock` (textbook/rundir.py's RunLock)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def _survivors(children: list[psutil.Process], wait: float = 10.0) -> list[str]:
