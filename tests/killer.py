@@ -106,8 +106,8 @@ def _second_launch(argv: list[str], cwd: Path, env, out: Path, first: subprocess
     `first` is stopped (SIGSTOP) meanwhile: a run that has just let go of its lock can take a while to exit, and
     a second run started in that window legitimately runs to the end. Stopped, the holder cannot let go."""
     deadline = time.monotonic() + 30
-    while not (out / ".lock").exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while not _written(out / ".lock") and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the holder has written who it is (stopped before that, it is "a process that has not said which")
     if first.poll() is not None:
         return ""
     first.send_signal(signal.SIGSTOP)
@@ -122,6 +122,13 @@ def _second_launch(argv: list[str], cwd: Path, env, out: Path, first: subprocess
     assert second.returncode == 1, f"a second run into {out} exited {second.returncode}: {second.stderr[-1000:]}"
     assert time.monotonic() - t < 15
     return second.stderr
+
+
+def _written(lock: Path) -> bool:
+    try:
+        return lock.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _held(lock: Path) -> bool:
