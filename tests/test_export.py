@@ -182,6 +182,66 @@ def test_export_carries_the_valid_calls_and_infer_keeps_to_them(exported, capsys
     assert on["constrained"] and not off["constrained"] and on["exact_match"] == off["exact_match"] == 1.0
 
 
+def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_path, capsys):
+    from textbook.mu.calls import head_of
+    from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
+    from textbook.mu.neighbours import INDEX_FILE, Neighbours, load_neighbours
+
+    root, manifest = exported
+    index = load_neighbours(root / "run")  # built when training ended: the distinct train queries
+    assert len(index) == len(SETTINGS) and (root / "out" / INDEX_FILE).read_bytes() == (root / "run" / INDEX_FILE).read_bytes()
+    assert manifest["retrieval"]["indexed"] == len(SETTINGS)
+    agreement = manifest["parity"]["retrieval_agreement"]
+    assert agreement["fp32"] == 1.0 and min(agreement.values()) >= 0.75, agreement  # quantized encoders choose alike
+    assert Runner(root / "out", "fp32").index is not None
+    assert Runner(root / "out", "fp32", retrieval=False).index is None and Runner(root / "out", "fp32", constrained=False).index is None
+    data = root / "data"
+    report = eval_settings(root / "run", [data], EvalSettingsConfig(latency_samples=1), progress=False)
+    assert report["retrieval"]["indexed"] == len(SETTINGS) and report["exact_match"] == 1.0  # the memorised rows
+
+    # An index whose every neighbour asks to set the brightness: every answer is a brightness setting, and the value
+    # is the decoder's own (it reads "70" in the one request that says it).
+    brightness = head_of(SETTINGS[2][1])
+    forced = Neighbours(index.vectors, np.zeros(len(index), dtype=np.int32), (brightness,), index.weights_sha256)
+    run, out = tmp_path / "run", tmp_path / "out"
+    shutil.copytree(root / "run", run)
+    shutil.copytree(root / "out", out)
+    forced.save(run / INDEX_FILE)
+    forced.save(out / INDEX_FILE)
+    steered = eval_settings(run, [data], EvalSettingsConfig(latency_samples=0), progress=False)
+    assert steered["exact_match"] == pytest.approx(1 / len(SETTINGS))  # only "set brightness to 70" is still right
+    plain = eval_settings(run, [data], EvalSettingsConfig(latency_samples=0, retrieval=False), progress=False)
+    assert plain["exact_match"] == 1.0 and plain["retrieval"] is None
+    for query, target, *_ in SETTINGS[:3]:
+        assert _cli(["infer", str(out), query, "--variant", "fp32"]) == 0
+        answer = capsys.readouterr().out.strip()
+        assert head_of(answer) == brightness and (answer == target) == (query == SETTINGS[2][0])
+        assert _cli(["infer", str(out), query, "--variant", "fp32", "--no-retrieval"]) == 0
+        assert capsys.readouterr().out.strip() == target
+    # the steered answers are ones the model itself finds unlikely: their confidence says so
+    lines = []
+    (tmp_path / "q.txt").write_text(SETTINGS[0][0] + "\n")
+    for flag in ("--retrieval", "--no-retrieval"):
+        assert _cli(["infer", str(out), "-i", str(tmp_path / "q.txt"), "--variant", "fp32", "--confidence", flag]) == 0
+        lines.append(json.loads(capsys.readouterr().out))
+    assert lines[0]["confidence"] < 0.1 < 0.5 < lines[1]["confidence"]
+    # the exported runner's steered answer and its probability are PyTorch's
+    from textbook.mu.calls import CallTries
+    from textbook.mu.checkpoint import tokenizer_path
+    from textbook.mu.eval import encode_queries, pad_rows
+    from textbook.mu.tokenizer import load_tokenizer
+
+    model = _model(root).eval()
+    tokenizer = load_tokenizer(tokenizer_path(root / "run"))
+    tries = CallTries(load_calls(root / "run"), tokenizer, model.cfg.eos_id)
+    src, mask = pad_rows(encode_queries(tokenizer, [SETTINGS[0][0]], model.cfg, Runner(out, "fp32").lexicon), model.cfg.pad_id, "cpu")
+    with torch.no_grad():
+        (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=[tries.allowed_for(brightness)], scored_by=tries.full.allowed)
+    _, generation = Runner(out, "fp32")(SETTINGS[0][0])
+    assert generation.tokens == emitted and generation.logprob == pytest.approx(logprob, abs=1e-3)
+
+
 def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_path, capsys, monkeypatch):
     import textbook.export.runner as runner_module
 
@@ -233,18 +293,18 @@ def test_confidence_is_the_models_own_probability_of_its_answer(exported, tmp_pa
     from textbook.mu.calls import CallTrie
     from textbook.mu.checkpoint import tokenizer_path
     from textbook.mu.tokenizer import load_tokenizer
-    from textbook.mu.eval import _encode, _pad
+    from textbook.mu.eval import encode_queries, pad_rows
 
     root, _ = exported
     model = _model(root).eval()
     tokenizer = load_tokenizer(tokenizer_path(root / "run"))
     trie = CallTrie.from_calls(load_calls(root / "run"), tokenizer, model.cfg.eos_id)
     queries = [q for q, *_ in SETTINGS[:3]] + ["qq zz bluetooth brightness dark"]
-    fp32 = Runner(root / "out", "fp32")
+    fp32 = Runner(root / "out", "fp32", retrieval=False)  # the decoder's own answers (retrieval: the test above)
     confidences = []
     with torch.no_grad():
         for query in queries:
-            src, mask = _pad(_encode(tokenizer, [query], model.cfg, fp32.lexicon), model.cfg.pad_id, "cpu")
+            src, mask = pad_rows(encode_queries(tokenizer, [query], model.cfg, fp32.lexicon), model.cfg.pad_id, "cpu")
             for allowed in (None, trie.allowed):
                 (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=allowed)
                 assert logprob == pytest.approx(_teacher_forced_logprob(model, src, mask, emitted, allowed), abs=1e-4)
@@ -256,13 +316,13 @@ def test_confidence_is_the_models_own_probability_of_its_answer(exported, tmp_pa
 
     requests = tmp_path / "requests.txt"
     requests.write_text("\n".join(queries) + "\n", encoding="utf-8")
-    assert _cli(["infer", str(root / "out"), "--input", str(requests), "--variant", "fp32", "--confidence"]) == 0
+    assert _cli(["infer", str(root / "out"), "--input", str(requests), "--variant", "fp32", "--confidence", "--no-retrieval"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["confidence"] for line in lines] == pytest.approx(confidences, abs=1e-4)
     assert [{k: v for k, v in line.items() if k != "confidence"} for line in lines[:3]] == [json.loads(t) for _, t, *_ in SETTINGS[:3]]
     # below --min-confidence the call is withheld (and named), the others answered as usual
     gate = (confidences[3] + min(confidences[:3])) / 2
-    assert _cli(["infer", str(root / "out"), "-i", str(requests), "--variant", "fp32", "--min-confidence", str(gate)]) == 0
+    assert _cli(["infer", str(root / "out"), "-i", str(requests), "--variant", "fp32", "--min-confidence", str(gate), "--no-retrieval"]) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()
     assert lines[:3] == [t for _, t, *_ in SETTINGS[:3]]
@@ -275,7 +335,7 @@ def test_confidence_is_the_models_own_probability_of_its_answer(exported, tmp_pa
     from textbook.mu.eval import eval_settings
     from textbook.mu.evalconfig import EvalSettingsConfig
 
-    report = eval_settings(root / "run", [root / "data"], EvalSettingsConfig(latency_samples=0), progress=False)
+    report = eval_settings(root / "run", [root / "data"], EvalSettingsConfig(latency_samples=0, retrieval=False), progress=False)
     table = report["by_confidence"]
     assert [row["coverage"] for row in table] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     assert table[0]["exact_match"] == report["exact_match"]
@@ -391,6 +451,14 @@ def _cut(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _restamp(path: Path, sha: str) -> None:
+    """Rewrite an index as if made with the weights of SHA-256 `sha`."""
+    from textbook.mu.neighbours import Neighbours
+
+    index = Neighbours.load(path)
+    Neighbours(index.vectors, index.head_ids, index.heads, sha).save(path)
+
+
 def _drop_key(key: str):
     def damage(out: Path) -> None:
         manifest = json.loads((out / "export.json").read_text())
@@ -409,6 +477,8 @@ DAMAGED = [
     ("missing_tokenizer", lambda out: (out / "tokenizer.json").unlink(), ["tokenizer.json cannot be read"]),
     ("truncated_lexicon", lambda out: _cut(out / "lexicon.json"), ["lexicon.json is not a lexicon", "re-export"]),
     ("missing_graph", lambda out: (out / "decoder.onnx").unlink(), ["ONNX Runtime cannot load fp32"]),
+    ("truncated_index", lambda out: _cut(out / "neighbours.npz"), ["neighbours.npz is damaged", "or delete it"]),
+    ("index_of_other_weights", lambda out: _restamp(out / "neighbours.npz", "0" * 64), ["built for other weights", "or delete it"]),
 ]
 
 

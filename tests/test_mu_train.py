@@ -131,7 +131,7 @@ def test_eval_settings_scores_a_jsonl_set_by_style_on_the_call_and_the_page(tmp_
 
 def test_settings_runs_read_queries_lowercased_everywhere(trained):
     from textbook.mu.data import BatchStream
-    from textbook.mu.eval import _encode
+    from textbook.mu.eval import encode_queries
     from textbook.mu.tokenizer import texts_from_shards
 
     tmp, data, _ = trained
@@ -140,11 +140,11 @@ def test_settings_runs_read_queries_lowercased_everywhere(trained):
     tok = load_tokenizer(tokenizer_path(tmp / "run"))
     query, target, *_ = SETTINGS[0]
     shouted = query.upper()
-    assert _encode(tok, [shouted], cfg) == _encode(tok, [query], cfg)  # eval
+    assert encode_queries(tok, [shouted], cfg) == encode_queries(tok, [query], cfg)  # eval
     stream = BatchStream([data], tok, cfg, batch_size=8)
     examples = stream._examples([(shouted, target), (query, target)], None)
     assert examples[0].src == examples[1].src  # training
-    assert tok.decode(model.generate(torch.tensor(_encode(tok, [shouted], cfg)))[0]) == target
+    assert tok.decode(model.generate(torch.tensor(encode_queries(tok, [shouted], cfg)))[0]) == target
     texts = list(texts_from_shards([data], ["query", "target"], lowercase=["query"]))  # tokenizer training
     assert set(texts) == {q.lower() for q, *_ in SETTINGS} | {t for _, t, *_ in SETTINGS}
     from textbook.mu.trainconfig import lowercase_source
@@ -156,7 +156,7 @@ def test_settings_runs_read_queries_lowercased_everywhere(trained):
 def test_settings_runs_spell_correct_queries_everywhere(trained):
     from textbook.mu.checkpoint import load_lexicon
     from textbook.mu.data import BatchStream
-    from textbook.mu.eval import _encode
+    from textbook.mu.eval import encode_queries
     from textbook.mu.trainconfig import spell_correct
 
     tmp, data, _ = trained
@@ -166,7 +166,7 @@ def test_settings_runs_spell_correct_queries_everywhere(trained):
     tok = load_tokenizer(tokenizer_path(tmp / "run"))
     query, target, *_ = SETTINGS[0]
     typo = query.replace("bluetooth", "blutooth")
-    assert _encode(tok, [typo], cfg, lexicon) == _encode(tok, [query], cfg, lexicon) != _encode(tok, [typo], cfg)  # eval
+    assert encode_queries(tok, [typo], cfg, lexicon) == encode_queries(tok, [query], cfg, lexicon) != encode_queries(tok, [typo], cfg)  # eval
     stream = BatchStream([data], tok, cfg, batch_size=8, lexicon=lexicon)
     examples = stream._examples([(typo, target), (query, target)], None)
     assert examples[0].src == examples[1].src  # training
@@ -236,7 +236,7 @@ def test_run_rebuilds_from_its_own_config_without_pickle(trained):
     files = {p.name for p in run.rglob("*") if p.is_file() and not p.name.startswith("eval-")}  # reports other tests left
     assert files == {
         "config.json", "tokenizer.json", "lexicon.json", "model.safetensors", "log.jsonl", "optimizer.safetensors",
-        "state.json", "run.json"}
+        "state.json", "run.json", "neighbours.npz"}
     config = json.loads((run / "config.json").read_text())
     model, cfg = load_model(run)
     assert cfg.to_dict() == config["model"] and isinstance(model, Mu)

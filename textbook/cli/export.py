@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help=f"ONNX Runtime intra-op threads (0 = one per core). (default: {default(InferConfig, 'threads')})"),
         input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Answer every request of a file (one per line, or a JSONL file's `query` field) with the model loaded once: one call per line on stdout, in order."),
         constrained: Optional[bool] = typer.Option(None, "--constrained/--free", help="Answer only with calls valid for the model's catalogue (the export's calls.json), or let the decoder run free. (default: --constrained)"),
+        retrieval: Optional[bool] = typer.Option(None, "--retrieval/--no-retrieval", help="Let the nearest training requests (the export's neighbours.npz) choose each answer's setting, the decoder writing the call within it; or the decoder alone. (default: --retrieval, when the export has an index)"),
         confidence: Optional[bool] = typer.Option(None, "--confidence", help="--input: add each answer's probability to its line (`confidence`, 0-1: of this call among the valid ones)."),
         min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="--input: withhold calls less probable than this ({\"abstain\": true, ...}): show search results for those instead. (default: 0, always answer)"),
         config: Optional[Path] = options.config_option("infer"),
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
         Latency of every variant (first token, decode tokens/s, p50/p95, size): textbook infer export/settings --bench --data out/settings
         """
         cli = {"variant": variant, "data": str(data) if data else None, "split": split, "requests": requests, "threads": threads,
-               "constrained": constrained, "confidence": confidence, "min_confidence": min_confidence}
+               "constrained": constrained, "retrieval": retrieval, "confidence": confidence, "min_confidence": min_confidence}
         cfg = resolve(InferConfig, cli=cli, file=load_config_file(config).get("infer", {}), section="infer")
         if bench:
             from textbook.export.bench import bench as run_bench, format_bench
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
             queries = read_queries(input_file)  # checked before the model loads
             first = next(queries, None)
-            runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained)
+            runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained, retrieval=cfg.retrieval)
             stats: dict = {}
             import itertools
 
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
             abstained = f", {stats['abstained']:,} below --min-confidence" if cfg.min_confidence else ""
             typer.echo(f"({runner.variant}: {stats['requests']:,} requests, {stats['errors']:,} without a call{abstained}{p50})", err=True)
             return
-        runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained)
+        runner = Runner(directory, cfg.variant, threads=cfg.threads, constrained=cfg.constrained, retrieval=cfg.retrieval)
         text, gen = runner(query)
         typer.echo(text)
         typer.echo(f"({runner.variant}, {len(gen.tokens)} tokens, confidence {gen.confidence:.2f}, {gen.total_s * 1000:.0f} ms)", err=True)

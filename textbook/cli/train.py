@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda. (default: {_t('device')})"),
         log_every: Optional[int] = typer.Option(None, help=f"Steps between log lines. (default: {_t('log_every')})"),
         checkpoint_every: Optional[int] = typer.Option(None, help=f"Steps between checkpoints. (default: {_t('checkpoint_every')})"),
+        index_size: Optional[int] = typer.Option(None, help=f"Settings: index this many training requests when training ends (RUN/neighbours.npz), so the nearest ones choose each answer's setting in eval, export and infer; 0 = none. (default: {_t('index_size')})"),
         resume: Optional[bool] = typer.Option(None, "--resume", help="Continue the run in --out exactly where it stopped (one killed before its first checkpoint starts over)."),
         config: Optional[Path] = options.config_option("train"),
     ) -> None:
@@ -147,6 +148,7 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, help="Score only the first N rows."),
         device: Optional[str] = typer.Option(None, help=f"cpu or cuda. (default: {_es('device')})"),
         constrained: Optional[bool] = typer.Option(None, "--constrained/--free", help=f"Decode only calls valid for the catalogue (as infer does), or score the free model. (default: {'--constrained' if _es('constrained') else '--free'})"),
+        retrieval: Optional[bool] = typer.Option(None, "--retrieval/--no-retrieval", help="Let the nearest training requests (RUN/neighbours.npz) choose each setting, the decoder writing the call within it, as infer does; or score the decoder alone. (default: --retrieval, when the run has an index)"),
         as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
         config: Optional[Path] = options.config_option("eval_settings"),
     ) -> None:
@@ -155,7 +157,8 @@ def register(app: typer.Typer) -> None:
         Example: textbook eval settings runs/settings --data out/settings
         """
         cli = {"split": split, "catalogue": str(catalogue) if catalogue else None, "batch_size": batch_size,
-               "latency_samples": latency_samples, "limit": limit, "device": device, "constrained": constrained}
+               "latency_samples": latency_samples, "limit": limit, "device": device, "constrained": constrained,
+               "retrieval": retrieval}
         cfg = resolve(EvalSettingsConfig, cli=cli, file=load_config_file(config).get("eval_settings", {}), section="eval_settings")
         from textbook.mu import require_train_deps
 

@@ -58,6 +58,8 @@ class InferConfig:
     split: str = TEST  # --bench: the split of `data` to use
     requests: int = 200  # --bench: queries per variant
     constrained: bool = True  # decode only the catalogue's valid calls (DIR/calls.json, when the export has it)
+    # the nearest training requests choose the setting (DIR/neighbours.npz, when the export has it; constrained only)
+    retrieval: bool = True
     confidence: bool = False  # --input: add each answer's probability (`confidence`) to its line
     # --input: below this confidence the call is withheld ({"abstain": true, ...}): the caller shows search
     # results instead, as Windows does when its settings agent is unsure. 0 = always answer.

@@ -88,7 +88,7 @@ def write_graphs(model, out_dir: Path, *, source_len: int, cache_len: int) -> di
     mask = torch.ones((1, source_len), dtype=torch.float32)
     cache = torch.zeros((1, cfg.n_kv_heads, cache_len, cfg.head_dim))
     with torch.no_grad():
-        cross = enc(ids, mask)
+        cross = enc(ids, mask)[:-1]  # the last output is the sentence vector, which the decoder does not take
     step_args = (torch.tensor([[cfg.bos_id]], dtype=torch.int32), torch.tensor([0], dtype=torch.int32), mask,
                  *([cache] * (2 * layers)), *cross)
     out: dict[str, Path] = {}

@@ -5,6 +5,7 @@
     DIR/tokenizer.json, DIR/config.json            the run's tokenizer and model config
     DIR/lexicon.json                               the run's spelling lexicon, when its model has one
     DIR/calls.json                                 the run's valid calls (constrained decoding), when it has them
+    DIR/neighbours.npz                             the run's retrieval index (textbook/mu/neighbours.py), when it has one
     DIR/export.json                                the manifest: shapes, I/O, files with sha256, NPU check, parity
 
 Every file is written to a temp name and renamed; the manifest is written last, so a directory
@@ -92,15 +93,18 @@ def export_run(run: str | Path, out: str | Path, cfg: ExportConfig = ExportConfi
 
 def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str, Any]:
     from textbook.export.emit import OPSET, write_graphs
-    from textbook.export.parity import logit_parity, task_parity, torch_greedy
+    from textbook.export.parity import logit_parity, retrieval_agreement, task_parity, torch_greedy, torch_heads
     from textbook.export.quantize import STATIC, calibration_feeds, quantize_graph
     from textbook.export.samples import Sample, read_samples
     from textbook.mu.calls import CALLS_FILE, load_calls, save_calls
     from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
+    from textbook.mu.neighbours import INDEX_FILE, K, TEMPERATURE, load_neighbours
 
     tokenizer_file = tokenizer_path(run)
     run_config = read_run_config(run)
     model, mcfg = load_model(run)
+    weights_sha256 = sha256_file(run / WEIGHTS)
+    index = load_neighbours(run, weights_sha256) if load_calls(run) else None  # fails early on a stale one
     lexicon = load_lexicon(run, mcfg)  # fails early when a spell-correcting run lost its lexicon
     source_len = cfg.max_source_len or mcfg.max_source_len
     cache_len = cfg.max_target_len or mcfg.max_target_len
@@ -135,10 +139,15 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
         save_calls(out, calls)
     else:
         (out / CALLS_FILE).unlink(missing_ok=True)
+    if index is not None:
+        atomic_write_bytes(out / INDEX_FILE, (run / INDEX_FILE).read_bytes())
+    else:
+        (out / INDEX_FILE).unlink(missing_ok=True)  # an earlier export's, for another model
     manifest: dict[str, Any] = {
         "format": "textbook-mu-onnx/1",
         "run": str(run),
-        "weights_sha256": sha256_file(run / WEIGHTS),
+        "weights_sha256": weights_sha256,
+        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE} if index is not None else None,
         "opset": OPSET,
         "shapes": {"source_len": source_len, "cache_len": cache_len, "layers": mcfg.n_decoder_layers,
                    "kv_heads": mcfg.n_kv_heads, "head_dim": mcfg.head_dim, "vocab_size": mcfg.vocab_size},
@@ -170,6 +179,9 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
                                       "skipped_longer_than_source_len": len(asked) - len(parity_sources)}
     targets = [s.target for s in held_out] if held_out is not None else [None] * len(parity_sources)
     manifest["parity"]["fp32"] = task_parity("fp32", runner, parity_sources, greedy, targets).to_dict()
+    reference = torch_heads(model, index, parity_sources) if index is not None else None
+    if reference is not None:  # does each variant's encoder choose the setting PyTorch's does?
+        manifest["parity"]["retrieval_agreement"] = {"fp32": retrieval_agreement(index, runner, parity_sources, reference)}
 
     if cfg.variants:
         if static:
@@ -190,6 +202,8 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
             stages.start(f"{variant} parity")
             quantized = Runner(out, variant, manifest=manifest, constrained=False)
             manifest["parity"][variant] = task_parity(variant, quantized, parity_sources, greedy, targets).to_dict()
+            if reference is not None:
+                manifest["parity"]["retrieval_agreement"][variant] = retrieval_agreement(index, quantized, parity_sources, reference)
     # Files an earlier export listed that this one did not write are stale: remove them.
     written = {f for v in manifest["variants"].values() for f in v["files"].values()}
     for variant in (old or {}).get("variants", {}).values():

@@ -49,7 +49,9 @@ def _heads(x: Tensor, n: int, d: int) -> Tensor:
 
 
 class EncoderGraph(nn.Module):
-    """(input_ids int32 (1, S), source_mask float (1, S)) -> cross_key_i, cross_value_i (1, G, S, K) per decoder layer."""
+    """(input_ids int32 (1, S), source_mask float (1, S)) -> cross_key_i, cross_value_i (1, G, S, K) per decoder layer,
+    then sentence (1, D): the mean of the encoder's states over real tokens, what retrieval compares
+    (textbook/mu/neighbours.py)."""
 
     def __init__(self, model: nn.Module, source_len: int):
         super().__init__()
@@ -69,7 +71,8 @@ class EncoderGraph(nn.Module):
         out: list[Tensor] = []
         for layer in m.decoder_layers:
             out += layer.cross_attn.project_kv(memory)  # (1, G, S, K) twice
-        return tuple(out)
+        sentence = (memory * source_mask[:, :, None]).sum(1) / source_mask.sum(1, keepdim=True)  # (1, D)
+        return (*out, sentence)
 
 
 class DecoderStepGraph(nn.Module):
@@ -114,7 +117,7 @@ class DecoderStepGraph(nn.Module):
 
 
 def encoder_io(layers: int) -> tuple[list[str], list[str]]:
-    return ["input_ids", "source_mask"], [f"cross_{kv}_{i}" for i in range(layers) for kv in ("key", "value")]
+    return ["input_ids", "source_mask"], [f"cross_{kv}_{i}" for i in range(layers) for kv in ("key", "value")] + ["sentence"]
 
 
 def decoder_io(layers: int) -> tuple[list[str], list[str]]:

@@ -134,3 +134,21 @@ def task_parity(variant: str, runner, sources: list[list[int]], greedy: list[lis
         correct / n if has_targets else None, torch_correct / n if has_targets else None,
         MAX_DROP_POINTS.get(variant),
     )
+
+
+def torch_heads(model, index, sources: list[list[int]]) -> list[str]:
+    """The setting retrieval chooses for each source with the PyTorch model (neighbours.py)."""
+    torch = need("torch")
+    from textbook.mu.sentence import pooled
+
+    with _one_request_at_a_time(torch):
+        vectors = [pooled(model.encode(torch.tensor([ids]), None), torch.ones(1, len(ids), dtype=torch.bool))[0].numpy()
+                   for ids in sources]
+    return index.vote(np.stack(vectors))
+
+
+def retrieval_agreement(index, runner, sources: list[list[int]], reference: list[str]) -> float:
+    """Share of sources for which an exported variant's sentence vector chooses the setting PyTorch's does: the index
+    is made with PyTorch's encoder, the export answers with its own (quantized) one."""
+    heads = index.vote(np.concatenate([runner.sentence(ids) for ids in sources]))
+    return sum(a == b for a, b in zip(heads, reference)) / max(len(sources), 1)

@@ -17,8 +17,9 @@ import numpy as np
 from textbook.errors import TextbookError
 from textbook.export.config import THREADS
 from textbook.export.deps import need
-from textbook.mu.calls import CallTrie, load_calls
+from textbook.mu.calls import CallTries, load_calls
 from textbook.mu.lexicon import Lexicon
+from textbook.mu.neighbours import load_neighbours
 from textbook.mu.tokenizer import source_text
 
 MANIFEST = "export.json"
@@ -98,7 +99,7 @@ class Runner:
     """One variant (fp32, int8, a16w8, dynamic) of an export directory, ready to decode."""
 
     def __init__(self, directory: str | Path, variant: str | None = None, *, threads: int = THREADS, manifest: dict | None = None,
-                 constrained: bool = True):
+                 constrained: bool = True, retrieval: bool = True):
         ort = need("onnxruntime")
         tokenizers = need("tokenizers")
         self.directory = Path(directory)
@@ -125,7 +126,8 @@ class Runner:
             ) from None
         # Only the catalogue's valid calls (textbook/mu/calls.py), when the export carries them.
         calls = load_calls(self.directory) if constrained else None
-        self.allowed = CallTrie.from_calls(calls, self.tokenizer, self.eos).allowed if calls else None
+        self.tries = CallTries(calls, self.tokenizer, self.eos) if calls else None
+        self.allowed = self.tries.full.allowed if self.tries is not None else None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -142,6 +144,12 @@ class Runner:
         self.bytes = sum((self.directory / f).stat().st_size for f in files.values())
         self._past_names = [f"past_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
         self._cross_names = [f"cross_{kv}_{i}" for i in range(self.layers) for kv in ("key", "value")]
+        # Retrieval (textbook/mu/neighbours.py) needs the valid calls, the index and an encoder with a sentence output
+        # (exports from before it have none: they decode as they always did).
+        self.has_sentence = "sentence" in {o.name for o in self.encoder.get_outputs()}
+        self.index = None
+        if retrieval and self.tries is not None and self.has_sentence:
+            self.index = load_neighbours(self.directory, self.manifest.get("weights_sha256"), _redo(directory))
 
     # -- text <-> ids -------------------------------------------------------------------------------
     def source_tokens(self, text: str) -> list[int]:
@@ -174,6 +182,11 @@ class Runner:
     def encode(self, input_ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         return self.encoder.run(self._cross_names, {"input_ids": input_ids, "source_mask": mask})
 
+    def sentence(self, ids: list[int]) -> np.ndarray:
+        """The encoder's pooled state of one source (1, D), what retrieval compares."""
+        input_ids, mask = self.pad(ids)
+        return self.encoder.run(["sentence"], {"input_ids": input_ids, "source_mask": mask})[0]
+
     def empty_cache(self) -> list[np.ndarray]:
         shape = (1, self.kv_heads, self.cache_len, self.head_dim)
         return [np.zeros(shape, dtype=np.float32) for _ in self._past_names]
@@ -194,7 +207,12 @@ class Runner:
         input_ids, mask = self.pad(ids)
         if trace:
             trace("encoder", {"input_ids": input_ids, "source_mask": mask})
-        cross = self.encode(input_ids, mask)
+        choose = self.allowed  # the tokens the answer is chosen from; self.allowed: those its probability is taken over
+        if self.index is not None and forced is None:
+            *cross, sentence = self.encoder.run([*self._cross_names, "sentence"], {"input_ids": input_ids, "source_mask": mask})
+            choose = self.tries.allowed_for(self.index.vote(sentence)[0])
+        else:
+            cross = self.encode(input_ids, mask)
         past = self.empty_cache()
         limit = min(max_new_tokens or self.cache_len, self.cache_len)
         if forced is not None:
@@ -212,12 +230,15 @@ class Runner:
                 token = forced[position]
             else:
                 row = logits[0].astype(np.float64)
-                allowed = self.allowed(tokens) if self.allowed is not None else None
-                if allowed is not None:
-                    row = row[allowed]
-                best = int(row.argmax())
-                logprob -= float(np.log(np.exp(row - row[best]).sum()))  # log-softmax of the argmax
-                token = allowed[best] if allowed is not None else best
+                if choose is None:
+                    token = int(row.argmax())
+                    scored = row
+                else:
+                    candidates = choose(tokens)
+                    token = candidates[int(row[candidates].argmax())]
+                    scored = row[self.allowed(tokens)]
+                top = scored.max()
+                logprob += float(row[token] - top - np.log(np.exp(scored - top).sum()))  # log-softmax of the chosen token
             tokens.append(token)
             if forced is None and token == self.eos:
                 break

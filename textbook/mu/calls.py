@@ -41,6 +41,34 @@ class CallTrie:
         return self.next.get(tuple(prefix), [self.eos])
 
 
+def head_of(call: str) -> str:
+    """A call without its value, canonical (`{"action":"set","id":"display.brightness"}`): what retrieval
+    chooses (neighbours.py); the decoder then writes the value."""
+    parsed = json.loads(call)
+    return json.dumps({k: parsed[k] for k in ("action", "id") if k in parsed}, separators=(",", ":"))
+
+
+class CallTries:
+    """The trie of every valid call, and one per head (built when first asked for): decoding restricted to
+    one setting's calls, with the full trie still the one the answer's probability is taken over."""
+
+    def __init__(self, calls: Sequence[str], tokenizer, eos: int):
+        self.tokenizer, self.eos = tokenizer, eos
+        self.full = CallTrie.from_calls(calls, tokenizer, eos)
+        self.by_head: dict[str, list[str]] = {}
+        for call in calls:
+            self.by_head.setdefault(head_of(call), []).append(call)
+        self._tries: dict[str, CallTrie] = {}
+
+    def allowed_for(self, head: str | None):
+        """The `allowed` function of one head's calls; the full trie's for None or a head with no valid call."""
+        if head is None or head not in self.by_head:
+            return self.full.allowed
+        if head not in self._tries:
+            self._tries[head] = CallTrie.from_calls(self.by_head[head], self.tokenizer, self.eos)
+        return self._tries[head].allowed
+
+
 def save_calls(directory: str | Path, calls: Sequence[str]) -> None:
     atomic_write_json(Path(directory) / CALLS_FILE, {"calls": list(calls)})
 

@@ -28,17 +28,19 @@ from textbook.contract import (
     validate_target,
 )
 from textbook.errors import TextbookError
-from textbook.mu.calls import CallTrie, load_calls
-from textbook.mu.checkpoint import load_lexicon, load_model, tokenizer_path
+from textbook.mu.calls import CallTries, load_calls
+from textbook.mu.checkpoint import WEIGHTS, load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
+from textbook.mu.neighbours import K, TEMPERATURE, Neighbours, load_neighbours
+from textbook.mu.sentence import pooled
 from textbook.mu.tokenizer import load_tokenizer, source_text
-from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard
+from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard, sha256_file
 from textbook.progress import progress_bar
 from textbook.report import Report
 
 
-def _rows(directories: list[Path], split: str | None) -> pa.Table:
+def read_rows(directories: list[Path], split: str | None) -> pa.Table:
     """Rows of settings shard directories, or of JSONL files of requests written by hand (`query`, `target`,
     `style`; no split: every row counts), such as tests/data/settings/realstyle.jsonl."""
     files = [d for d in directories if d.is_file() and d.suffix.lower() == ".jsonl"]
@@ -81,13 +83,13 @@ def _page(text: str, catalogue: CatalogueView | None) -> str | None:
     return getattr(setting, "uri", None) or (call.id if catalogue is None else None)
 
 
-def _encode(tokenizer, texts: list[str], cfg, lexicon=None) -> list[list[int]]:
+def encode_queries(tokenizer, texts: list[str], cfg, lexicon=None) -> list[list[int]]:
     """Queries as the trainer fed them: normalised as the model expects, then the ids and EOS."""
     texts = [source_text(t, cfg.lowercase_source, lexicon) for t in texts]
     return [e.ids + [cfg.eos_id] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
-def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -95,6 +97,18 @@ def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.T
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = True
     return ids.to(device), mask.to(device)
+
+
+def answer(model, src: torch.Tensor, mask: torch.Tensor, tries: CallTries | None, index: Neighbours | None
+           ) -> tuple[list[list[int]], list[float]]:
+    """Each row's call tokens and log-probability: with an index, the nearest training requests choose the setting
+    and the decoder writes the call within it (neighbours.py); else constrained (or free) greedy decoding."""
+    if index is None:
+        return model.generate_scored(src, mask, allowed=tries.full.allowed if tries is not None else None)
+    memory = model.encode(src, mask)
+    heads = index.vote(pooled(memory, mask).float().cpu().numpy())
+    return model.generate_scored(src, mask, allowed=[tries.allowed_for(h) for h in heads], scored_by=tries.full.allowed,
+                                 memory=memory)
 
 
 def _action(target: str) -> str:
@@ -137,12 +151,13 @@ def eval_settings(
     tokenizer = load_tokenizer(tokenizer_path(run))
     lexicon = load_lexicon(run, cfg)
     calls = (load_calls(run) or calls) if config.constrained else None
-    allowed = CallTrie.from_calls(calls, tokenizer, cfg.eos_id).allowed if calls else None
-    table = _rows([Path(d) for d in data], split)
+    tries = CallTries(calls, tokenizer, cfg.eos_id) if calls else None
+    index = load_neighbours(run, sha256_file(Path(run) / WEIGHTS)) if tries is not None and config.retrieval else None
+    table = read_rows([Path(d) for d in data], split)
     if config.limit:
         table = table.slice(0, config.limit)
     rows = table.to_pylist()
-    sources = _encode(tokenizer, [r[QUERY] or "" for r in rows], cfg, lexicon)
+    sources = encode_queries(tokenizer, [r[QUERY] or "" for r in rows], cfg, lexicon)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
@@ -151,8 +166,8 @@ def eval_settings(
     order = sorted(range(len(rows)), key=lambda i: len(sources[i]))  # little padding per batch
     for start in progress_bar(iterable=range(0, len(order), batch_size), show=progress, unit="batch", desc="eval"):
         idx = order[start : start + batch_size]
-        src, mask = _pad([sources[i] for i in idx], cfg.pad_id, device)
-        tokens, logprobs = model.generate_scored(src, mask, allowed=allowed)
+        src, mask = pad_rows([sources[i] for i in idx], cfg.pad_id, device)
+        tokens, logprobs = answer(model, src, mask, tries, index)
         for i, row_tokens, logprob in zip(idx, tokens, logprobs):
             outputs[i] = tokenizer.decode(row_tokens)
             confidences[i] = math.exp(logprob)
@@ -184,14 +199,15 @@ def eval_settings(
     latencies = []
     for row in rows[:config.latency_samples]:
         t0 = time.perf_counter()
-        src, mask = _pad(_encode(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
-        _judge(tokenizer.decode(model.generate(src, mask, allowed=allowed)[0]), row[TARGET], catalogue)
+        src, mask = pad_rows(encode_queries(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
+        _judge(tokenizer.decode(answer(model, src, mask, tries, index)[0][0]), row[TARGET], catalogue)
         latencies.append((time.perf_counter() - t0) * 1000)
 
     n = len(rows)
     report = {
         "run": str(run), "split": split, "rows": n,
-        "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n, "constrained": allowed is not None,
+        "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n, "constrained": tries is not None,
+        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE} if index is not None else None,
         "page_match": page_count / n,  # the call lands on the right Settings page (the exact call or another on it)
         "page_by_style": {k: {"page_match": c / t, "rows": t} for k, (c, t) in sorted(pages.items())},
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},
@@ -231,6 +247,9 @@ def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
     split = report["split"]
     lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%}, right page {report['page_match']:.2%}, "
              f"invalid {report['invalid_rate']:.2%}"]
+    if report.get("retrieval"):
+        lines.append(f"retrieval: the {report['retrieval']['k']} nearest of {report['retrieval']['indexed']:,} training requests "
+                     "chose each setting (--no-retrieval: the decoder alone)")
     if report["latency_ms"]:
         lat = report["latency_ms"]
         lines.append(f"latency per request ({lat['requests']} on {lat['device']}): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")

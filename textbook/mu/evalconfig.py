@@ -27,6 +27,9 @@ class EvalSettingsConfig:
     # Decode only calls valid for the catalogue (textbook/mu/calls.py), as `textbook infer` does; False scores
     # the free model (the invalid rate is then its own).
     constrained: bool = True
+    # Let the nearest training requests choose the setting (RUN/neighbours.npz, textbook/mu/neighbours.py) when
+    # the run has an index and decoding is constrained; False scores the decoder alone.
+    retrieval: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -17,13 +17,15 @@ method has Python control flow that depends on tensor values.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textbook.mu.config import MuConfig
+
+Allowed = Callable[[list[int]], list[int]]  # a decoding prefix -> the token ids that may follow it (calls.py)
 
 
 def attention_kernels(device: torch.device):
@@ -262,19 +264,27 @@ class Mu(nn.Module):
 
     @torch.no_grad()
     def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None,
-                 allowed: Callable[[list[int]], list[int]] | None = None) -> list[list[int]]:
+                 allowed: Allowed | None = None) -> list[list[int]]:
         """Greedy decoding with the KV cache; returns each row's tokens up to (not including) EOS.
         `allowed(prefix) -> token ids` (textbook.mu.calls.CallTrie.allowed) restricts each step's choice."""
         return self.generate_scored(src_ids, src_mask, max_new_tokens, allowed)[0]
 
     def generate_scored(self, src_ids: Tensor, src_mask: Tensor | None = None, max_new_tokens: int | None = None,
-                        allowed: Callable[[list[int]], list[int]] | None = None) -> tuple[list[list[int]], list[float]]:
+                        allowed: Allowed | Sequence[Allowed] | None = None, *, scored_by: Allowed | None = None,
+                        memory: Tensor | None = None) -> tuple[list[list[int]], list[float]]:
         """`generate`, and each row's log-probability of what it emitted, EOS included: the sum over its steps
         of log-softmax of the chosen token, over the allowed tokens only when `allowed` is given (the
-        probability of this call among the valid ones, along the greedy path)."""
+        probability of this call among the valid ones, along the greedy path).
+
+        `allowed` may be one function per row (retrieval restricts each row to its own setting's calls:
+        textbook/mu/neighbours.py); `scored_by` then says over which tokens the log-probability is taken (all
+        valid calls), so the score stays the model's own. `memory` is the encoder's output when the caller
+        already has it."""
         steps = min(max_new_tokens or self.cfg.max_target_len, self.cfg.max_target_len)
         eos = self.cfg.eos_id
-        memory = self.encode(src_ids, src_mask)
+        rows_allowed = None if allowed is None else list(allowed) if isinstance(allowed, Sequence) else [allowed] * src_ids.shape[0]
+        scoring = rows_allowed if scored_by is None else [scored_by] * src_ids.shape[0]
+        memory = self.encode(src_ids, src_mask) if memory is None else memory
         cross_k, cross_v = self.cross_kv(memory)
         k_cache, v_cache = self.empty_cache(src_ids.shape[0], src_ids.device, memory.dtype)
         token = torch.full((src_ids.shape[0], 1), self.cfg.bos_id, dtype=torch.long, device=src_ids.device)
@@ -285,14 +295,15 @@ class Mu(nn.Module):
         for pos in range(steps):
             position = torch.tensor([pos], device=src_ids.device)
             logits, k_cache, v_cache = self.decode_step(token, position, k_cache, v_cache, cross_k, cross_v, src_mask)
-            if allowed is not None:
-                logits = _constrain(logits, [allowed(prefix) for prefix in prefixes])
+            scores = logits if scoring is None else _constrain(logits, [f(prefix) for f, prefix in zip(scoring, prefixes)])
+            if rows_allowed is not None:
+                logits = scores if scoring is rows_allowed else _constrain(logits, [f(p) for f, p in zip(rows_allowed, prefixes)])
             token = logits.argmax(-1, keepdim=True)  # (B, 1)
-            chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, token)[:, 0]
+            chosen = torch.log_softmax(scores.float(), dim=-1).gather(-1, token)[:, 0]
             logprob += chosen.masked_fill(done, 0.0)
             token = token.masked_fill(done[:, None], eos)  # finished rows repeat EOS
             out.append(token)
-            if allowed is not None:
+            if scoring is not None:
                 prefixes = [prefix + [t] for prefix, t in zip(prefixes, token[:, 0].tolist())]
             done |= token[:, 0] == eos
             if bool(done.all()):  # the generation loop, not a graph: stopping early is fine here

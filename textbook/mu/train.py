@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from textbook.config import public_dict
-from textbook.contract import VALIDATION
+from textbook.contract import QUERY, TARGET, TRAIN, VALIDATION
 from textbook.errors import TextbookError
 from textbook.mu.builder import build_run
 from textbook.mu.checkpoint import (
@@ -38,7 +38,7 @@ from textbook.mu.optim import build_optimizers, decay_progress, set_lr, wsd
 from textbook.mu.sentence import sentence_loss
 from textbook.mu.trainconfig import TrainConfig
 from textbook.rundir import RunDir
-from textbook.shards import atomic_write_bytes
+from textbook.shards import atomic_write_bytes, sha256_file
 from textbook.progress import progress_bar
 from textbook.report import Report
 
@@ -341,6 +341,7 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None, calls: list[
         bar.update(1)
         step += 1
     bar.close()
+    indexed = _index(cfg, run, raw, tokenizer, built.lexicon, progress) if dist.main else None
     dist.stop()
     if rundir is not None:
         rundir.finish(steps=total)
@@ -348,5 +349,22 @@ def _train(cfg: TrainConfig, progress: bool, rundir: RunDir | None, calls: list[
         "run": str(run), "steps": total, "tokens": state["tokens"], "elapsed_s": round(time.perf_counter() - start, 1),
         "loss": loss_value, "val_loss": val_loss, "parameters": count_parameters(mcfg)["total"],
         "trainable": built.trainable, "device": str(dist.device), "world": dist.world, "rank": dist.rank,
-        "skipped_long": stream.skipped, "duplicates_skipped": stream.duplicates,
+        "skipped_long": stream.skipped, "duplicates_skipped": stream.duplicates, "indexed": indexed,
     }
+
+
+def _index(cfg: TrainConfig, run: Path, model: Mu, tokenizer, lexicon, progress: bool) -> int | None:
+    """RUN/neighbours.npz: the retrieval index of a settings run (neighbours.py), made from the final weights."""
+    if cfg.task != "settings" or not cfg.index_size:
+        return None
+    from textbook.mu.eval import read_rows
+    from textbook.mu.neighbours import INDEX_FILE, build
+
+    table = read_rows([Path(d) for d in cfg.data], TRAIN)
+    pairs = list(zip(table[QUERY].to_pylist(), table[TARGET].to_pylist()))
+    if cfg.lora_rank:  # the index must come from the weights eval and export load: LoRA merged
+        model = merge_lora(copy.deepcopy(model))
+    index = build(model, tokenizer, lexicon, [(q or "", t) for q, t in pairs], size=cfg.index_size, seed=cfg.seed,
+                  weights_sha256=sha256_file(run / WEIGHTS), progress=progress)
+    index.save(run / INDEX_FILE)
+    return len(index)
