@@ -12,7 +12,7 @@ from textbook.errors import TextbookError  # noqa: E402
 from textbook.mu.calls import CallTries, head_of  # noqa: E402
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
-from textbook.mu.neighbours import INDEX_FILE, TEMPERATURE, Neighbours, load_neighbours  # noqa: E402
+from textbook.mu.neighbours import FORMAT, INDEX_FILE, TEMPERATURE, Neighbours, load_neighbours  # noqa: E402
 
 HEADS = ('{"action":"on","id":"a"}', '{"action":"on","id":"b"}')
 
@@ -27,10 +27,13 @@ def _at(similarity: float) -> list[float]:
     return [similarity, float(np.sqrt(1 - similarity**2)), 0.0]
 
 
-def test_head_of_drops_the_value_only():
-    assert head_of('{"action":"set","id":"display.brightness","value":70}') == '{"action":"set","id":"display.brightness"}'
-    assert head_of('{"action":"on","id":"bluetooth.enabled"}') == '{"action":"on","id":"bluetooth.enabled"}'
-    assert head_of('{"action":"none"}') == '{"action":"none"}'
+def test_a_head_is_the_setting_and_the_kind_of_action():
+    assert head_of('{"action":"set","id":"display.brightness","value":70}') == "set display.brightness"
+    assert head_of('{"action":"on","id":"bluetooth.enabled"}') == head_of('{"action":"off","id":"bluetooth.enabled"}') \
+        == "on/off bluetooth.enabled"  # the decoder, which reads "don't", chooses between them
+    assert head_of('{"action":"increase","id":"sound.volume","value":10}') == "increase/decrease sound.volume"
+    assert head_of('{"action":"open","id":"page.display"}') == "open page.display"
+    assert head_of('{"action":"none"}') == "none"
 
 
 def test_the_nearest_weigh_most_and_many_close_ones_outvote_one():
@@ -61,14 +64,19 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
     (tmp_path / INDEX_FILE).write_bytes((tmp_path / INDEX_FILE).read_bytes()[:300])  # cut short
     with pytest.raises(TextbookError, match="damaged.*delete it"):
         load_neighbours(tmp_path)
+    with (tmp_path / INDEX_FILE).open("wb") as fh:  # an index without the format's name: heads of another version
+        np.savez(fh, vectors=np.ones((2, 3), np.float16), head_ids=np.zeros(2, np.int32), heads=np.array(HEADS),
+                 weights_sha256=np.array("abc"))
+    with pytest.raises(TextbookError, match="another version of textbook"):
+        load_neighbours(tmp_path)
     with (tmp_path / INDEX_FILE).open("wb") as fh:  # an object array would need unpickling: refused, never loaded
         np.savez(fh, vectors=np.array([{"x": 1}], dtype=object), head_ids=np.zeros(1, np.int32), heads=np.array(HEADS),
-                 weights_sha256=np.array("abc"))
+                 weights_sha256=np.array("abc"), format=np.array(FORMAT))
     with pytest.raises(TextbookError, match="damaged"):
         load_neighbours(tmp_path)
     with (tmp_path / INDEX_FILE).open("wb") as fh:  # a head id out of range
         np.savez(fh, vectors=np.ones((2, 3), np.float16), head_ids=np.array([0, 7], np.int32), heads=np.array(HEADS),
-                 weights_sha256=np.array("abc"))
+                 weights_sha256=np.array("abc"), format=np.array(FORMAT))
     with pytest.raises(TextbookError, match="arrays disagree"):
         load_neighbours(tmp_path)
 
@@ -77,7 +85,8 @@ def test_decoding_keeps_to_the_chosen_head_and_scores_over_every_call(tmp_path):
     tok = tokenizer_for(tmp_path)
     calls = [t for _, t, *_ in SETTINGS] + ['{"action":"set","id":"display.brightness","value":30}']
     tries = CallTries(calls, tok, eos=2)
-    assert tries.allowed_for(None) == tries.full.allowed and tries.allowed_for('{"action":"on","id":"nope"}') == tries.full.allowed
+    assert tries.allowed_for(None) == tries.full.allowed and tries.allowed_for("on/off nope") == tries.full.allowed
+    assert sorted(tries.by_head["on/off bluetooth.enabled"]) == sorted(calls[:2])
     torch.manual_seed(0)
     model = Mu(preset("mu-tiny").replace(vocab_size=300)).eval()
     src = torch.tensor([tok.encode(q, add_special_tokens=False).ids + [2] for q in ["set brightness to 70"] * 3])
@@ -87,7 +96,7 @@ def test_decoding_keeps_to_the_chosen_head_and_scores_over_every_call(tmp_path):
                                                scored_by=tries.full.allowed)
         texts = [tok.decode(r) for r in rows]
         assert [head_of(t) for t in texts] == heads  # each row within its own head, whatever the model prefers
-        assert texts[0] in calls[2::5] and texts[1] == calls[0] and texts[2] == calls[5]
+        assert texts[0] in calls[2::6] and texts[1] in calls[:2] and texts[2] == calls[5]
         # the score is the model's probability of that call among every valid call (teacher-forced, full trie)
         for row, logprob in zip(rows, logprobs):
             full = row + [2]

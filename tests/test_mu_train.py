@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from tests.mu_fixtures import SETTINGS, one_torch_thread, write_settings, write_text  # noqa: E402,F401 (one_torch_thread: autouse)
-from textbook.errors import TextbookError  # noqa: E402
+from textbook.errors import ConfigError, TextbookError  # noqa: E402
 from textbook.mu.checkpoint import load_model, load_weights, tokenizer_path  # noqa: E402
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.distill import kd_loss  # noqa: E402
@@ -413,3 +414,22 @@ def test_torchrun_time_box_ends_every_rank_on_the_same_step(tmp_path, trained):
     log = [r for r in log if "loss" in r]
     assert log[-1]["step"] > 20 and 3 < log[-1]["elapsed_s"] <= 6.5, log[-1]  # it used the 6-second box, inside it
     assert all(b["lr"] <= a["lr"] for a, b in zip(log[1:], log[2:]))  # after the warmup the rate only falls
+
+
+def test_a_settings_run_ends_with_its_retrieval_index_and_resume_rebuilds_a_lost_one(tmp_path):
+    from textbook.mu.neighbours import INDEX_FILE, load_neighbours
+    from textbook.shards import sha256_file
+
+    data = write_settings(tmp_path / "settings", repeat=2, splits=("train", "test"))
+    summary = train(_config(tmp_path, "run", data, max_steps=6, checkpoint_every=6, index_size=5), progress=False)
+    run = tmp_path / "run"
+    index = load_neighbours(run, sha256_file(run / "model.safetensors"))  # made with the final weights
+    assert summary["indexed"] == len(index) == 5 and len(index.heads) <= 5  # --index-size caps it
+    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-2)
+    (run / INDEX_FILE).unlink()  # as if killed while indexing, after the last checkpoint
+    again = train(_config(tmp_path, "run", data, max_steps=6, checkpoint_every=6, index_size=5, resume=True), progress=False)
+    assert again["indexed"] == 5 and load_neighbours(run, sha256_file(run / "model.safetensors")) is not None
+    none = train(_config(tmp_path, "none", data, max_steps=2, checkpoint_every=2, index_size=0), progress=False)
+    assert none["indexed"] is None and not (tmp_path / "none" / INDEX_FILE).exists()
+    with pytest.raises(ConfigError, match="--index-size"):
+        TrainConfig(index_size=-1)

@@ -41,11 +41,19 @@ class CallTrie:
         return self.next.get(tuple(prefix), [self.eos])
 
 
+# Retrieval chooses a setting and the kind of action; the decoder chooses within the kind: on or off, more or less.
+# A mean-pooled sentence embedding barely moves with "not" and "don't", the decoder reads every token: on the
+# development set (session 16) leaving the direction to the decoder took negated requests from 69% to 90% and
+# the whole set from 59.1% to 60.9%.
+FAMILIES = {"on": "on/off", "off": "on/off", "increase": "increase/decrease", "decrease": "increase/decrease"}
+
+
 def head_of(call: str) -> str:
-    """A call without its value, canonical (`{"action":"set","id":"display.brightness"}`): what retrieval
-    chooses (neighbours.py); the decoder then writes the value."""
+    """What retrieval chooses for a call (neighbours.py): its setting and the family of its action, without the value
+    (`on/off bluetooth.enabled`, `set display.brightness`, `none`); the decoder writes the rest."""
     parsed = json.loads(call)
-    return json.dumps({k: parsed[k] for k in ("action", "id") if k in parsed}, separators=(",", ":"))
+    action = FAMILIES.get(parsed["action"], parsed["action"])
+    return f"{action} {parsed['id']}" if parsed.get("id") else action
 
 
 class CallTries:

@@ -8,14 +8,14 @@ and on real-style requests alike. So a settings answer is made in two steps, as 
 make theirs (k-nearest-neighbour voting over a fine-tuned encoder; cf. kNN-LM, Khandelwal et al., ICLR 2020):
 
 1. the request's pooled encoder state is compared by cosine with those of up to `size` training requests; the
-   K nearest vote, each with weight exp(similarity / T), for the *head* of their call (action and id; calls.py
-   `head_of`), and the head with the most weight wins;
-2. the decoder writes the call constrained to that head's valid calls, so a value ("set brightness to 30") is
-   read from the request by the model, never copied from a neighbour. A head with no valid call falls back to
-   every valid call.
+   K nearest vote, each with weight exp(similarity / T), for the *head* of their call (its setting and the kind of
+   action: calls.py `head_of`), and the head with the most weight wins;
+2. the decoder writes the call constrained to that head's valid calls: on or off, more or less, and a value
+   ("set brightness to 30") are read from the request by the model, never copied from a neighbour. A head with
+   no valid call falls back to every valid call.
 
 The answer's confidence stays the model's probability of the call among all valid calls (`--min-confidence`).
-K and T were chosen on a development set written for that (tests/data/settings/dev.jsonl), never on the
+K, T and the heads were chosen on a development set written for that (tests/data/settings/dev.jsonl), never on the
 real-style evaluation set.
 
 The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head, and the
@@ -36,6 +36,7 @@ import numpy as np
 from textbook.errors import TextbookError
 
 INDEX_FILE = "neighbours.npz"
+FORMAT = "textbook-neighbours/1"  # heads as calls.py `head_of` writes them: another format would match no call
 K = 5  # neighbours that vote
 TEMPERATURE = 0.02  # vote weight exp(similarity / T): a neighbour 0.02 less similar weighs e times less
 BATCH = 512  # requests per encoder pass while indexing
@@ -72,7 +73,8 @@ class Neighbours:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as fh:
             np.savez(fh, vectors=self.vectors.astype(np.float16), head_ids=self.head_ids.astype(np.int32),
-                     heads=np.array(self.heads, dtype=str), weights_sha256=np.array(self.weights_sha256))
+                     heads=np.array(self.heads, dtype=str), weights_sha256=np.array(self.weights_sha256),
+                     format=np.array(FORMAT))
         os.replace(tmp, path)
 
     @classmethod
@@ -83,6 +85,8 @@ class Neighbours:
             "delete it (answers are then decoded without retrieval)"
         try:
             with np.load(path, allow_pickle=False) as data:
+                if "format" not in data.files or str(data["format"]) != FORMAT:
+                    raise TextbookError(f"{path} is from another version of textbook: {remedy}")
                 index = cls(data["vectors"].astype(np.float32), data["head_ids"].astype(np.int32),
                             tuple(str(h) for h in data["heads"]), str(data["weights_sha256"]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # cut short, an array missing, pickled
