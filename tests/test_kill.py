@@ -190,6 +190,10 @@ def test_train_then_export(tmp_path):
     check(killed, tmp_path / "killed", "train")
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)  # exactly the uninterrupted run's weights
+    from textbook.mu.neighbours import load_neighbours  # and its retrieval index, built last: a kill there is resumed too
+
+    x, y = load_neighbours(tmp_path / "straight"), load_neighbours(tmp_path / "killed")
+    assert x.heads == y.heads and (x.head_ids == y.head_ids).all() and (x.vectors == y.vectors).all()
     log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in log if "loss" in r]
     assert steps == list(range(10, 31, 10))  # each logged step once, in order
