@@ -40,7 +40,8 @@ def bench(directory, cfg: InferConfig) -> list[BenchRow]:
     else:
         queries = [s.query for s in read_samples(cfg.data, split=cfg.split, limit=cfg.requests)]
     queries = (queries * (cfg.requests // max(len(queries), 1) + 1))[:cfg.requests]
-    return benchmark(directory, queries, variants=[cfg.variant] if cfg.variant else None, threads=cfg.threads)
+    return benchmark(directory, queries, variants=[cfg.variant] if cfg.variant else None, threads=cfg.threads,
+                     retrieval=cfg.retrieval)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,10 +49,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def benchmark(directory, queries: list[str], *, variants: list[str] | None = None, warmup: int = 3, threads: int = THREADS) -> list[BenchRow]:
+def benchmark(directory, queries: list[str], *, variants: list[str] | None = None, warmup: int = 3, threads: int = THREADS,
+              retrieval: bool = True) -> list[BenchRow]:
+    """Per-request latency of each variant (with the export's retrieval index, when it has one, unless `retrieval` is False)."""
     manifest = read_export_manifest(directory)
     names = variants or list(manifest["variants"])
-    runners = {v: Runner(directory, v, threads=threads) for v in names}
+    runners = {v: Runner(directory, v, threads=threads, retrieval=retrieval) for v in names}
     fits = [q for q in queries if len(next(iter(runners.values())).source_tokens(q)) <= manifest["shapes"]["source_len"]]
     if not fits:
         raise TextbookError("no benchmark query fits the export's --max-source-len")
