@@ -106,7 +106,8 @@ def answer(model, src: torch.Tensor, mask: torch.Tensor, tries: CallTries | None
     if index is None:
         return model.generate_scored(src, mask, allowed=tries.full.allowed if tries is not None else None)
     memory = model.encode(src, mask)
-    heads = index.vote(pooled(memory, mask).float().cpu().numpy())
+    vectors = F.normalize(pooled(memory, mask).float(), dim=-1).cpu()
+    heads = index.pick((vectors @ torch.from_numpy(index.vectors).T).numpy())  # torch's threads: see Neighbours.pick
     return model.generate_scored(src, mask, allowed=[tries.allowed_for(h) for h in heads], scored_by=tries.full.allowed,
                                  memory=memory)
 
