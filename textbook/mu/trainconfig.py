@@ -67,7 +67,7 @@ class TrainConfig:
     eval_batches: int = 20  # validation batches scored at each checkpoint (settings with a validation split)
     # Settings: training requests indexed at the end for retrieval (RUN/neighbours.npz, textbook/mu/neighbours.py;
     # 0 = none). On the demo's data the right setting was among the retrieved more often with more of them (dev set,
-    # session 16: 52% at 5,000, 63% at 40,000, 66% at 80,000, 67% at all 149,092); 80,000 take ~5 minutes on a
+    # session 16: 52% at 5,000, 63% at 40,000, 66% at 80,000, 67% at all 149,092); 80,000 take ~3 minutes on a
     # 2-core CPU and 61 MB.
     index_size: int = 80_000
     resume: bool = False
