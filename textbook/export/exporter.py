@@ -104,7 +104,8 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     run_config = read_run_config(run)
     model, mcfg = load_model(run)
     weights_sha256 = sha256_file(run / WEIGHTS)
-    index = load_neighbours(run, weights_sha256) if load_calls(run) else None  # fails early on a stale one
+    calls = load_calls(run)
+    index = load_neighbours(run, weights_sha256) if calls else None  # fails early on a stale one
     lexicon = load_lexicon(run, mcfg)  # fails early when a spell-correcting run lost its lexicon
     source_len = cfg.max_source_len or mcfg.max_source_len
     cache_len = cfg.max_target_len or mcfg.max_target_len
@@ -134,7 +135,6 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
         lexicon.save(out / LEXICON)
     else:
         (out / LEXICON).unlink(missing_ok=True)  # an earlier export's, for another model
-    calls = load_calls(run)
     if calls:
         save_calls(out, calls)
     else:
