@@ -7,6 +7,7 @@ logits. Test and train splits hold the same rows (a memorisation fixture), so ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -183,10 +184,10 @@ def test_export_carries_the_valid_calls_and_infer_keeps_to_them(exported, capsys
 
 
 def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_path, capsys):
-    from textbook.mu.calls import head_of
+    from textbook.mu.calls import action_of, head_of
     from textbook.mu.eval import eval_settings
     from textbook.mu.evalconfig import EvalSettingsConfig
-    from textbook.mu.neighbours import INDEX_FILE, Neighbours, load_neighbours
+    from textbook.mu.neighbours import FLOOR, INDEX_FILE, Neighbours, load_neighbours
 
     root, manifest = exported
     index = load_neighbours(root / "run")  # built when training ended: the distinct train queries
@@ -203,7 +204,8 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
     # An index whose every neighbour asks to set the brightness: every answer is a brightness setting, and the value
     # is the decoder's own (it reads "70" in the one request that says it).
     brightness = head_of(SETTINGS[2][1])
-    forced = Neighbours(index.vectors, np.zeros(len(index), dtype=np.int32), (brightness,), index.weights_sha256)
+    none = np.zeros(len(index), dtype=np.int32)
+    forced = Neighbours(index.vectors, none, (brightness,), none, (action_of(SETTINGS[2][1]),), index.words, index.weights_sha256)
     run, out = tmp_path / "run", tmp_path / "out"
     shutil.copytree(root / "run", run)
     shutil.copytree(root / "out", out)
@@ -240,6 +242,23 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
         (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=[tries.allowed_for(brightness)], scored_by=tries.full.allowed)
     _, generation = Runner(out, "fp32")(SETTINGS[0][0])
     assert generation.tokens == emitted and generation.logprob == pytest.approx(logprob, abs=1e-3)
+
+    # Neighbours that all turn bluetooth off: "turn on bluetooth" is still answered within on/off bluetooth, the prior
+    # pulls it to off, and the exported runner weighs the two as PyTorch does, token for token.
+    on, off = SETTINGS[0][1], SETTINGS[1][1]
+    forced = Neighbours(index.vectors, none, (head_of(off),), none, (action_of(off),), index.words, index.weights_sha256)
+    forced.save(out / INDEX_FILE)
+    steer = tries.steer(head_of(off), {action_of(off): 1.0}, FLOOR)
+    for query in (SETTINGS[0][0], SETTINGS[1][0], SETTINGS[4][0]):
+        src, mask = pad_rows(encode_queries(tokenizer, [query], model.cfg, Runner(out, "fp32").lexicon), model.cfg.pad_id, "cpu")
+        with torch.no_grad():
+            (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=[steer], scored_by=tries.full.allowed)
+            (alone,), _ = model.generate_scored(src, mask, allowed=[tries.allowed_for(head_of(off))], scored_by=tries.full.allowed)
+        text, generation = Runner(out, "fp32")(query)
+        assert text in (on, off) and generation.tokens == emitted and generation.logprob == pytest.approx(logprob, abs=1e-3)
+        if query == SETTINGS[0][0]:
+            assert tokenizer.decode(alone) == on  # the decoder alone reads "turn on"
+    assert Runner(out, "fp32")(SETTINGS[1][0])[0] == off
 
 
 def test_infer_answers_a_whole_file_in_order_with_one_model_load(exported, tmp_path, capsys, monkeypatch):
@@ -455,8 +474,7 @@ def _restamp(path: Path, sha: str) -> None:
     """Rewrite an index as if made with the weights of SHA-256 `sha`."""
     from textbook.mu.neighbours import Neighbours
 
-    index = Neighbours.load(path)
-    Neighbours(index.vectors, index.head_ids, index.heads, sha).save(path)
+    dataclasses.replace(Neighbours.load(path), weights_sha256=sha).save(path)
 
 
 def _drop_key(key: str):

@@ -1,4 +1,5 @@
-"""Retrieval (textbook/mu/neighbours.py): the vote, the index file, per-head decoding (calls.py CallTries)."""
+"""Retrieval (textbook/mu/neighbours.py): the vote, the word index (words.py), the index file, per-head decoding and
+the action prior (calls.py CallTries, Steer)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ torch = pytest.importorskip("torch")
 
 from tests.mu_fixtures import SETTINGS, one_torch_thread, tokenizer_for  # noqa: E402,F401 (one_torch_thread: autouse)
 from textbook.errors import TextbookError  # noqa: E402
-from textbook.mu.calls import CallTries, head_of  # noqa: E402
+from textbook.mu.calls import CallTries, Steer, action_of, head_of  # noqa: E402
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
-from textbook.mu.neighbours import FORMAT, INDEX_FILE, TEMPERATURE, Neighbours, load_neighbours  # noqa: E402
+from textbook.mu.neighbours import FLOOR, FORMAT, INDEX_FILE, LEXICAL, TEMPERATURE, Choice, Neighbours, load_neighbours  # noqa: E402
+from textbook.mu.words import Words  # noqa: E402
 
 HEADS = ('{"action":"on","id":"a"}', '{"action":"on","id":"b"}')
 
@@ -27,6 +29,14 @@ def _at(similarity: float) -> list[float]:
     return [similarity, float(np.sqrt(1 - similarity**2)), 0.0]
 
 
+def _index(vectors, head_ids, texts=None, sha="w", actions=None) -> Neighbours:
+    """An index of `vectors` whose heads are HEADS[head_ids]; without `texts`, requests that share no word."""
+    head_ids = np.asarray(head_ids, dtype=np.int32)
+    texts = texts or [f"w{i}x" for i in range(len(head_ids))]
+    action_ids = np.asarray(actions if actions is not None else head_ids, dtype=np.int32)
+    return Neighbours(_unit(vectors), head_ids, HEADS, action_ids, HEADS, Words.fit(texts), sha)
+
+
 def test_a_head_is_the_setting_and_the_kind_of_action():
     assert head_of('{"action":"set","id":"display.brightness","value":70}') == "set display.brightness"
     assert head_of('{"action":"on","id":"bluetooth.enabled"}') == head_of('{"action":"off","id":"bluetooth.enabled"}') \
@@ -34,51 +44,96 @@ def test_a_head_is_the_setting_and_the_kind_of_action():
     assert head_of('{"action":"increase","id":"sound.volume","value":10}') == "increase/decrease sound.volume"
     assert head_of('{"action":"open","id":"page.display"}') == "open page.display"
     assert head_of('{"action":"none"}') == "none"
+    assert action_of('{"action":"off","id":"bluetooth.enabled"}') == "off bluetooth.enabled"
+    assert action_of('{"action":"set","id":"display.brightness","value":70}') == "set display.brightness"
+    assert action_of('{"action":"none"}') == "none"
 
 
 def test_the_nearest_weigh_most_and_many_close_ones_outvote_one():
-    query = np.array([[1.0, 0.0, 0.0]])
-    # one neighbour of head a at 0.95 against four of head b at 0.90: each b weighs e^-2.5 of a, a wins
-    index = Neighbours(_unit([_at(0.95)] + [_at(0.90)] * 4), np.array([0, 1, 1, 1, 1], dtype=np.int32), HEADS, "w")
-    assert index.vote(query) == [HEADS[0]]
-    # four of head b at 0.94: each weighs e^-0.5, together 2.4 times a: b wins
-    index = Neighbours(_unit([_at(0.95)] + [_at(0.94)] * 4), np.array([0, 1, 1, 1, 1], dtype=np.int32), HEADS, "w")
-    assert index.vote(query) == [HEADS[1]]
-    assert TEMPERATURE == 0.02  # the numbers above assume it
+    query, words = np.array([[1.0, 0.0, 0.0]]), ["q"]
+    assert (TEMPERATURE, LEXICAL) == (0.02, 0.2)  # the numbers below assume them; these requests share no word
+    # one neighbour of head a at 0.95 against four of head b at 0.90: each b weighs e^-(0.8 * 0.05 / 0.02) of a, a wins
+    assert [c.head for c in _index([_at(0.95)] + [_at(0.90)] * 4, [0, 1, 1, 1, 1]).vote(query, words)] == [HEADS[0]]
+    # four of head b at 0.94: each weighs e^-0.4, together 2.7 times a: b wins
+    assert [c.head for c in _index([_at(0.95)] + [_at(0.94)] * 4, [0, 1, 1, 1, 1]).vote(query, words)] == [HEADS[1]]
     # a sixth, nearer neighbour counts; a far one beyond the K nearest does not
-    far = Neighbours(_unit([_at(0.99)] + [_at(0.5)] * 5 + [_at(-1.0)] * 20), np.array([0] + [1] * 25, dtype=np.int32), HEADS, "w")
-    assert far.vote(np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])) == [HEADS[0], HEADS[1]]
+    far = _index([_at(0.99)] + [_at(0.5)] * 5 + [_at(-1.0)] * 20, [0] + [1] * 25)
+    assert [c.head for c in far.vote(np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]), ["q", "q"])] == [HEADS[0], HEADS[1]]
+
+
+def test_shared_words_can_outweigh_a_slightly_nearer_vector():
+    texts = ["turn the volume up", "louder volume please", "mono audio please", "turn on mono audio", "sound settings"]
+    index = _index([_at(0.95), _at(0.95), _at(0.93), _at(0.93), _at(0.0)], [0, 0, 1, 1, 0], texts)
+    query = np.array([[1.0, 0.0, 0.0]])
+    assert index.vote(query, ["mono audio"])[0].head == HEADS[1]  # two requests say "mono audio"
+    assert index.vote(query, ["something else entirely"])[0].head == HEADS[0]  # no shared word: the vectors decide
+
+
+def test_word_similarities_are_scikit_learns_tfidf_cosines():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    corpus = ["Turn on Bluetooth", "turn bluetooth off please", "my screen is too dark", "the screen is too bright",
+              "make the screen brighter", "bluetooth won't turn on", "dark mode on", "the the the screen"]
+    queries = ["screen too dark", "turn on bluetooth now", "nothing in common", "THE SCREEN"]
+    reference = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2).fit(corpus)
+    expected = (reference.transform(queries) @ reference.transform(corpus).T).toarray()
+    words = Words.fit(corpus)
+    assert words.vocabulary == sorted(reference.vocabulary_)
+    assert np.allclose(words.similarities(queries), expected, atol=1e-3)  # weights stored as float16
+    back = Words.from_arrays(words.arrays())
+    assert np.allclose(back.similarities(queries), expected, atol=1e-3) and back.vocabulary == words.vocabulary
+
+
+def test_the_winning_heads_voters_share_out_its_actions():
+    # on/off X: three "off" voters and one "on" voter, all equally near; one voter of another head
+    heads = ("on/off x", "on/off y")
+    actions = ("off x", "on x", "on y")
+    index = Neighbours(_unit([_at(0.9)] * 5), np.array([0, 0, 0, 0, 1], np.int32), heads,
+                       np.array([0, 0, 0, 1, 2], np.int32), actions, Words.fit(["a"] * 5), "w")
+    (choice,) = index.vote(np.array([[1.0, 0.0, 0.0]]), ["q"])
+    assert choice == Choice("on/off x", {"off x": pytest.approx(0.75), "on x": pytest.approx(0.25)})
 
 
 def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_path):
-    index = Neighbours(_unit(np.random.default_rng(0).normal(size=(50, 8))), np.arange(50, dtype=np.int32) % 2, HEADS, "abc")
+    texts = [f"request {i % 7} of {i % 3}" for i in range(50)]
+    index = _index(np.random.default_rng(0).normal(size=(50, 8)), np.arange(50) % 2, texts, sha="abc")
     index.save(tmp_path / INDEX_FILE)
     back = load_neighbours(tmp_path, "abc")
-    assert len(back) == 50 and back.heads == HEADS and back.weights_sha256 == "abc"
+    assert len(back) == 50 and back.heads == HEADS and back.actions == HEADS and back.weights_sha256 == "abc"
     assert np.allclose(back.vectors, index.vectors, atol=1e-3)  # stored as float16
-    assert back.vote(index.vectors[:10]) == index.vote(index.vectors[:10])
+    before, after = index.vote(index.vectors[:10], texts[:10]), back.vote(index.vectors[:10], texts[:10])
+    assert [c.head for c in after] == [c.head for c in before]
+    assert [c.shares for c in after] == [pytest.approx(c.shares) for c in before]
     assert not list(tmp_path.glob(".*tmp"))  # the temp file was renamed into place
     with pytest.raises(TextbookError, match="built for other weights"):
         load_neighbours(tmp_path, "def")
     assert load_neighbours(tmp_path / "nowhere") is None
+    good = dict(np.load(tmp_path / INDEX_FILE, allow_pickle=False))
+
+    def damaged(**change):
+        with (tmp_path / INDEX_FILE).open("wb") as fh:
+            np.savez(fh, **{k: v for k, v in {**good, **change}.items() if v is not None})
+        return load_neighbours(tmp_path)
+
     (tmp_path / INDEX_FILE).write_bytes((tmp_path / INDEX_FILE).read_bytes()[:300])  # cut short
     with pytest.raises(TextbookError, match="damaged.*delete it"):
         load_neighbours(tmp_path)
-    with (tmp_path / INDEX_FILE).open("wb") as fh:  # an index without the format's name: heads of another version
-        np.savez(fh, vectors=np.ones((2, 3), np.float16), head_ids=np.zeros(2, np.int32), heads=np.array(HEADS),
-                 weights_sha256=np.array("abc"))
     with pytest.raises(TextbookError, match="another version of textbook"):
-        load_neighbours(tmp_path)
-    with (tmp_path / INDEX_FILE).open("wb") as fh:  # an object array would need unpickling: refused, never loaded
-        np.savez(fh, vectors=np.array([{"x": 1}], dtype=object), head_ids=np.zeros(1, np.int32), heads=np.array(HEADS),
-                 weights_sha256=np.array("abc"), format=np.array(FORMAT))
+        damaged(format=None)  # an index without the format's name: heads of another version
+    with pytest.raises(TextbookError, match="another version of textbook"):
+        damaged(format=np.array("textbook-neighbours/1"))  # session 16's, without actions or words
+    with pytest.raises(TextbookError, match="damaged"):  # an object array would need unpickling: refused, never loaded
+        damaged(vectors=np.array([{"x": 1}], dtype=object))
     with pytest.raises(TextbookError, match="damaged"):
-        load_neighbours(tmp_path)
-    with (tmp_path / INDEX_FILE).open("wb") as fh:  # a head id out of range
-        np.savez(fh, vectors=np.ones((2, 3), np.float16), head_ids=np.array([0, 7], np.int32), heads=np.array(HEADS),
-                 weights_sha256=np.array("abc"), format=np.array(FORMAT))
+        damaged(action_ids=None)
     with pytest.raises(TextbookError, match="arrays disagree"):
-        load_neighbours(tmp_path)
+        damaged(head_ids=np.array([0, 7] * 25, np.int32))  # a head id out of range
+    with pytest.raises(TextbookError, match="arrays disagree"):
+        damaged(action_ids=np.array([0, 1, 2] * 16 + [0, 9], np.int32))
+    with pytest.raises(TextbookError, match="word index disagrees"):
+        damaged(words_docs=good["words_docs"] + 50)  # postings past the last request
+    with pytest.raises(TextbookError, match="damaged"):
+        damaged(words_size=np.array(60))  # words for more requests than the index has
 
 
 def test_decoding_keeps_to_the_chosen_head_and_scores_over_every_call(tmp_path):
@@ -106,3 +161,36 @@ def test_decoding_keeps_to_the_chosen_head_and_scores_over_every_call(tmp_path):
                 keep = torch.tensor(tries.full.allowed(full[:t]))
                 expected += float(torch.log_softmax(logits[t][keep], -1)[keep.tolist().index(token)])
             assert logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_neighbours_shares_steer_the_action_and_the_score_stays_the_models(tmp_path):
+    tok = tokenizer_for(tmp_path)
+    calls = [t for _, t, *_ in SETTINGS]
+    on, off = '{"action":"on","id":"bluetooth.enabled"}', '{"action":"off","id":"bluetooth.enabled"}'
+    assert {on, off} <= set(calls)
+    tries = CallTries(calls, tok, eos=2)
+    head = head_of(on)
+    assert not isinstance(tries.steer("none", {}, FLOOR), Steer)  # one action: nothing to weigh
+    assert tries.steer("set display.brightness", {}, FLOOR) == tries.allowed_for("set display.brightness")
+    torch.manual_seed(0)
+    model = Mu(preset("mu-tiny").replace(vocab_size=300)).eval()
+    src = torch.tensor([tok.encode(q, add_special_tokens=False).ids + [2] for q in ["bluetooth"] * 3])
+    steers = [tries.steer(head, {"on bluetooth.enabled": 1.0}, FLOOR), tries.steer(head, {"off bluetooth.enabled": 1.0}, FLOOR),
+              tries.steer(head, {"on bluetooth.enabled": 0.5, "off bluetooth.enabled": 0.5}, FLOOR)]
+    assert all(isinstance(s, Steer) for s in steers)
+    with torch.no_grad():
+        rows, logprobs = model.generate_scored(src, None, allowed=steers, scored_by=tries.full.allowed)
+        free, _ = model.generate_scored(src[:1], None, allowed=tries.allowed_for(head), scored_by=tries.full.allowed)
+    texts = [tok.decode(r) for r in rows]
+    # an untrained model is never 2.4 nats (FLOOR 0.1) sure of on or off: unanimous neighbours decide; split evenly, the model
+    assert texts[:2] == [on, off] and texts[2] == tok.decode(free[0])
+    # the prior is on the choice only: tokens where the actions do not part get none
+    prefix = rows[0][: [a == b for a, b in zip(rows[0], rows[1])].index(False)]
+    assert steers[0].bias(prefix, steers[0](prefix)) is not None and steers[0].bias(rows[0][:1], steers[0](rows[0][:1])) is None
+    for row, logprob in zip(rows, logprobs):  # the score is the model's, over every valid call, without the prior
+        full = row + [2]
+        with torch.no_grad():
+            logits = model(src[:1], None, torch.tensor([[1] + full[:-1]]))[0]
+        expected = sum(float(torch.log_softmax(logits[t][torch.tensor(tries.full.allowed(full[:t]))], -1)[
+            tries.full.allowed(full[:t]).index(token)]) for t, token in enumerate(full))
+        assert logprob == pytest.approx(expected, abs=1e-4)

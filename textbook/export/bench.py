@@ -67,7 +67,7 @@ def benchmark(directory, queries: list[str], *, variants: list[str] | None = Non
             start = time.perf_counter()
             ids = runner.source_ids(q)
             tokenized = time.perf_counter() - start
-            gen, _ = runner.run(ids)
+            gen, _ = runner.run(ids, text=q)
             runner.decode_text(gen.tokens)
             e2e = time.perf_counter() - start
             s = stats[v]

@@ -98,7 +98,8 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     from textbook.export.samples import Sample, read_samples
     from textbook.mu.calls import CALLS_FILE, load_calls, save_calls
     from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
-    from textbook.mu.neighbours import INDEX_FILE, K, TEMPERATURE, load_neighbours
+    from textbook.mu.neighbours import FLOOR, INDEX_FILE, K, LEXICAL, TEMPERATURE, load_neighbours
+    from textbook.mu.tokenizer import source_text
 
     tokenizer_file = tokenizer_path(run)
     run_config = read_run_config(run)
@@ -147,7 +148,8 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
         "format": "textbook-mu-onnx/1",
         "run": str(run),
         "weights_sha256": weights_sha256,
-        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE} if index is not None else None,
+        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE, "lexical": LEXICAL, "floor": FLOOR}
+        if index is not None else None,
         "opset": OPSET,
         "shapes": {"source_len": source_len, "cache_len": cache_len, "layers": mcfg.n_decoder_layers,
                    "kv_heads": mcfg.n_kv_heads, "head_dim": mcfg.head_dim, "vocab_size": mcfg.vocab_size},
@@ -179,9 +181,10 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
                                       "skipped_longer_than_source_len": len(asked) - len(parity_sources)}
     targets = [s.target for s in held_out] if held_out is not None else [None] * len(parity_sources)
     manifest["parity"]["fp32"] = task_parity("fp32", runner, parity_sources, greedy, targets).to_dict()
-    reference = torch_heads(model, index, parity_sources) if index is not None else None
+    parity_texts = [source_text(s.query, mcfg.lowercase_source, lexicon) for s in kept]
+    reference = torch_heads(model, index, parity_sources, parity_texts) if index is not None else None
     if reference is not None:  # does each variant's encoder choose the setting PyTorch's does?
-        manifest["parity"]["retrieval_agreement"] = {"fp32": retrieval_agreement(index, runner, parity_sources, reference)}
+        manifest["parity"]["retrieval_agreement"] = {"fp32": retrieval_agreement(index, runner, parity_sources, parity_texts, reference)}
 
     if cfg.variants:
         if static:
@@ -203,7 +206,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
             quantized = Runner(out, variant, manifest=manifest, constrained=False)
             manifest["parity"][variant] = task_parity(variant, quantized, parity_sources, greedy, targets).to_dict()
             if reference is not None:
-                manifest["parity"]["retrieval_agreement"][variant] = retrieval_agreement(index, quantized, parity_sources, reference)
+                manifest["parity"]["retrieval_agreement"][variant] = retrieval_agreement(index, quantized, parity_sources, parity_texts, reference)
     # Files an earlier export listed that this one did not write are stale: remove them.
     written = {f for v in manifest["variants"].values() for f in v["files"].values()}
     for variant in (old or {}).get("variants", {}).values():

@@ -136,19 +136,20 @@ def task_parity(variant: str, runner, sources: list[list[int]], greedy: list[lis
     )
 
 
-def torch_heads(model, index, sources: list[list[int]]) -> list[str]:
-    """The setting retrieval chooses for each source with the PyTorch model (neighbours.py)."""
+def torch_heads(model, index, sources: list[list[int]], texts: list[str]) -> list[str]:
+    """The setting retrieval chooses for each source with the PyTorch model (neighbours.py); `texts`: the sources
+    as the encoder reads them (tokenizer.py source_text)."""
     torch = need("torch")
     from textbook.mu.sentence import pooled
 
     with _one_request_at_a_time(torch):
         vectors = [pooled(model.encode(torch.tensor([ids]), None), torch.ones(1, len(ids), dtype=torch.bool))[0].numpy()
                    for ids in sources]
-    return index.vote(np.stack(vectors))
+    return [choice.head for choice in index.vote(np.stack(vectors), texts)]
 
 
-def retrieval_agreement(index, runner, sources: list[list[int]], reference: list[str]) -> float:
+def retrieval_agreement(index, runner, sources: list[list[int]], texts: list[str], reference: list[str]) -> float:
     """Share of sources for which an exported variant's sentence vector chooses the setting PyTorch's does: the index
     is made with PyTorch's encoder, the export answers with its own (quantized) one."""
-    heads = index.vote(np.concatenate([runner.sentence(ids) for ids in sources]))
-    return sum(a == b for a, b in zip(heads, reference)) / max(len(sources), 1)
+    choices = index.vote(np.concatenate([runner.sentence(ids) for ids in sources]), texts)
+    return sum(c.head == b for c, b in zip(choices, reference)) / max(len(sources), 1)

@@ -19,7 +19,7 @@ from textbook.export.config import THREADS
 from textbook.export.deps import need
 from textbook.mu.calls import CallTries, load_calls
 from textbook.mu.lexicon import Lexicon
-from textbook.mu.neighbours import load_neighbours
+from textbook.mu.neighbours import FLOOR, load_neighbours
 from textbook.mu.tokenizer import source_text
 
 MANIFEST = "export.json"
@@ -197,8 +197,10 @@ class Runner:
         feed.update(zip(self._cross_names, cross))
         return feed
 
-    def run(self, ids: list[int], *, forced: list[int] | None = None, max_new_tokens: int | None = None, trace=None) -> tuple[Generation, list[np.ndarray]]:
-        """Greedy decoding of one source; with `forced`, feed those tokens instead (teacher forcing).
+    def run(self, ids: list[int], *, text: str | None = None, forced: list[int] | None = None, max_new_tokens: int | None = None,
+            trace=None) -> tuple[Generation, list[np.ndarray]]:
+        """Greedy decoding of one source; with `forced`, feed those tokens instead (teacher forcing). With an index,
+        retrieval also reads the query's words: `text` is the query (required then).
 
         Returns the generation and each step's logits (1, V). `trace(name, feed)` sees every graph
         input (calibration).
@@ -209,8 +211,11 @@ class Runner:
             trace("encoder", {"input_ids": input_ids, "source_mask": mask})
         choose = self.allowed  # the tokens the answer is chosen from; self.allowed: those its probability is taken over
         if self.index is not None and forced is None:
+            if text is None:
+                raise ValueError("retrieval reads the query's words: pass text=")
             *cross, sentence = self.encoder.run([*self._cross_names, "sentence"], {"input_ids": input_ids, "source_mask": mask})
-            choose = self.tries.allowed_for(self.index.vote(sentence)[0])
+            choice = self.index.vote(sentence, [source_text(text, self.lowercase, self.lexicon)])[0]
+            choose = self.tries.steer(choice.head, choice.shares, FLOOR)
         else:
             cross = self.encode(input_ids, mask)
         past = self.empty_cache()
@@ -235,7 +240,9 @@ class Runner:
                     scored = row
                 else:
                     candidates = choose(tokens)
-                    token = candidates[int(row[candidates].argmax())]
+                    bias = choose.bias(tokens, candidates) if hasattr(choose, "bias") else None  # calls.py Steer
+                    values = row[candidates] if bias is None else row[candidates] + np.array(bias)
+                    token = candidates[int(values.argmax())]
                     scored = row[self.allowed(tokens)]
                 top = scored.max()
                 logprob += float(row[token] - top - np.log(np.exp(scored - top).sum()))  # log-softmax of the chosen token
@@ -249,5 +256,5 @@ class Runner:
         return Generation(tokens, first, total, steps, logprob), logits_seen
 
     def __call__(self, text: str) -> tuple[str, Generation]:
-        generation, _ = self.run(self.source_ids(text))
+        generation, _ = self.run(self.source_ids(text), text=text)
         return self.decode_text(generation.tokens), generation

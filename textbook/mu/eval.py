@@ -32,7 +32,7 @@ from textbook.mu.calls import CallTries, load_calls
 from textbook.mu.checkpoint import WEIGHTS, load_lexicon, load_model, tokenizer_path
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
-from textbook.mu.neighbours import K, TEMPERATURE, Neighbours, load_neighbours
+from textbook.mu.neighbours import FLOOR, K, LEXICAL, TEMPERATURE, Neighbours, load_neighbours
 from textbook.mu.sentence import pooled
 from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard, sha256_file
@@ -99,17 +99,18 @@ def pad_rows(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, tor
     return ids.to(device), mask.to(device)
 
 
-def answer(model, src: torch.Tensor, mask: torch.Tensor, tries: CallTries | None, index: Neighbours | None
-           ) -> tuple[list[list[int]], list[float]]:
+def answer(model, src: torch.Tensor, mask: torch.Tensor, tries: CallTries | None, index: Neighbours | None,
+           texts: list[str] | None = None) -> tuple[list[list[int]], list[float]]:
     """Each row's call tokens and log-probability: with an index, the nearest training requests choose the setting
-    and the decoder writes the call within it (neighbours.py); else constrained (or free) greedy decoding."""
+    and the decoder writes the call within it (neighbours.py; `texts`: the rows as the encoder reads them,
+    tokenizer.py source_text); else constrained (or free) greedy decoding."""
     if index is None:
         return model.generate_scored(src, mask, allowed=tries.full.allowed if tries is not None else None)
     memory = model.encode(src, mask)
     vectors = F.normalize(pooled(memory, mask).float(), dim=-1).cpu()
-    heads = index.pick((vectors @ torch.from_numpy(index.vectors).T).numpy())  # torch's threads: see Neighbours.pick
-    return model.generate_scored(src, mask, allowed=[tries.allowed_for(h) for h in heads], scored_by=tries.full.allowed,
-                                 memory=memory)
+    choices = index.choose((vectors @ torch.from_numpy(index.vectors).T).numpy(), texts)  # torch's threads: see .choose
+    return model.generate_scored(src, mask, allowed=[tries.steer(c.head, c.shares, FLOOR) for c in choices],
+                                 scored_by=tries.full.allowed, memory=memory)
 
 
 def _action(target: str) -> str:
@@ -158,7 +159,8 @@ def eval_settings(
     if config.limit:
         table = table.slice(0, config.limit)
     rows = table.to_pylist()
-    sources = encode_queries(tokenizer, [r[QUERY] or "" for r in rows], cfg, lexicon)
+    texts = [source_text(r[QUERY] or "", cfg.lowercase_source, lexicon) for r in rows]  # as the encoder reads them
+    sources = encode_queries(tokenizer, texts, cfg)
     too_long = sum(len(s) > cfg.max_source_len for s in sources)
     if too_long:
         raise TextbookError(f"{too_long} queries are longer than the model's {cfg.max_source_len} tokens: they cannot be evaluated")
@@ -168,7 +170,7 @@ def eval_settings(
     for start in progress_bar(iterable=range(0, len(order), batch_size), show=progress, unit="batch", desc="eval"):
         idx = order[start : start + batch_size]
         src, mask = pad_rows([sources[i] for i in idx], cfg.pad_id, device)
-        tokens, logprobs = answer(model, src, mask, tries, index)
+        tokens, logprobs = answer(model, src, mask, tries, index, [texts[i] for i in idx])
         for i, row_tokens, logprob in zip(idx, tokens, logprobs):
             outputs[i] = tokenizer.decode(row_tokens)
             confidences[i] = math.exp(logprob)
@@ -200,15 +202,17 @@ def eval_settings(
     latencies = []
     for row in rows[:config.latency_samples]:
         t0 = time.perf_counter()
-        src, mask = pad_rows(encode_queries(tokenizer, [row[QUERY] or ""], cfg, lexicon), cfg.pad_id, device)
-        _judge(tokenizer.decode(answer(model, src, mask, tries, index)[0][0]), row[TARGET], catalogue)
+        text = source_text(row[QUERY] or "", cfg.lowercase_source, lexicon)
+        src, mask = pad_rows(encode_queries(tokenizer, [text], cfg), cfg.pad_id, device)
+        _judge(tokenizer.decode(answer(model, src, mask, tries, index, [text])[0][0]), row[TARGET], catalogue)
         latencies.append((time.perf_counter() - t0) * 1000)
 
     n = len(rows)
     report = {
         "run": str(run), "split": split, "rows": n,
         "exact_match": correct_count / n, "invalid_rate": 1 - valid_count / n, "constrained": tries is not None,
-        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE} if index is not None else None,
+        "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE, "lexical": LEXICAL, "floor": FLOOR}
+        if index is not None else None,
         "page_match": page_count / n,  # the call lands on the right Settings page (the exact call or another on it)
         "page_by_style": {k: {"page_match": c / t, "rows": t} for k, (c, t) in sorted(pages.items())},
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},

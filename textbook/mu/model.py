@@ -277,9 +277,10 @@ class Mu(nn.Module):
         probability of this call among the valid ones, along the greedy path).
 
         `allowed` may be one function per row (retrieval restricts each row to its own setting's calls:
-        textbook/mu/neighbours.py); `scored_by` then says over which tokens the log-probability is taken (all
-        valid calls), so the score stays the model's own. `memory` is the encoder's output when the caller
-        already has it."""
+        textbook/mu/neighbours.py), and one with a `bias(prefix, tokens)` method adds a prior to the allowed tokens'
+        logits before the choice (calls.py Steer); `scored_by` then says over which tokens the log-probability is
+        taken (all valid calls, without the prior), so the score stays the model's own. `memory` is the encoder's
+        output when the caller already has it."""
         steps = min(max_new_tokens or self.cfg.max_target_len, self.cfg.max_target_len)
         eos = self.cfg.eos_id
         rows_allowed = None if allowed is None else list(allowed) if isinstance(allowed, Sequence) else [allowed] * src_ids.shape[0]
@@ -297,7 +298,12 @@ class Mu(nn.Module):
             logits, k_cache, v_cache = self.decode_step(token, position, k_cache, v_cache, cross_k, cross_v, src_mask)
             scores = logits if scoring is None else _constrain(logits, [f(prefix) for f, prefix in zip(scoring, prefixes)])
             if rows_allowed is not None:
-                logits = scores if scoring is rows_allowed else _constrain(logits, [f(p) for f, p in zip(rows_allowed, prefixes)])
+                choices = [f(p) for f, p in zip(rows_allowed, prefixes)]
+                logits = scores.clone() if scoring is rows_allowed else _constrain(logits, choices)
+                for row, (f, p, ids) in enumerate(zip(rows_allowed, prefixes, choices)):  # a prior on the choice: calls.py Steer
+                    bias = f.bias(p, ids) if hasattr(f, "bias") else None
+                    if bias is not None:
+                        logits[row, ids] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
             token = logits.argmax(-1, keepdim=True)  # (B, 1)
             chosen = torch.log_softmax(scores.float(), dim=-1).gather(-1, token)[:, 0]
             logprob += chosen.masked_fill(done, 0.0)

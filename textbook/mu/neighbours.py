@@ -7,19 +7,23 @@ nearest of 40,000 training requests named the right call more often than the dec
 and on real-style requests alike. So a settings answer is made in two steps, as retrieval-augmented classifiers
 make theirs (k-nearest-neighbour voting over a fine-tuned encoder; cf. kNN-LM, Khandelwal et al., ICLR 2020):
 
-1. the request's pooled encoder state is compared by cosine with those of up to `size` training requests; the
-   K nearest vote, each with weight exp(similarity / T), for the *head* of their call (its setting and the kind of
-   action: calls.py `head_of`), and the head with the most weight wins;
-2. the decoder writes the call constrained to that head's valid calls: on or off, more or less, and a value
-   ("set brightness to 30") are read from the request by the model, never copied from a neighbour. A head with
-   no valid call falls back to every valid call.
+1. the request is compared with up to `size` training requests by a similarity that is mostly the cosine of the
+   encoder's pooled states and a fifth (`LEXICAL`) the cosine of their words (words.py: the exact words a short
+   fine-tune blurs); the K nearest vote, each with weight exp(similarity / T), for the *head* of their call (its
+   setting and the kind of action: calls.py `head_of`), and the head with the most weight wins;
+2. the decoder writes the call constrained to that head's valid calls. Where the head's calls have two actions
+   (on or off, more or less) the voters of the winning head also say which they chose, and the decoder's
+   log-probability of each action's token is added to log(share + FLOOR) (calls.py `Steer`): the decoder reads
+   "not" and "don't", which a sentence vector barely registers; the neighbours know that "too small" means
+   bigger. Values ("set brightness to 30") are the decoder's alone. A head with no valid call falls back to every
+   valid call.
 
 The answer's confidence stays the model's probability of the call among all valid calls (`--min-confidence`).
-K, T and the heads were chosen on a development set written for that (tests/data/settings/dev.jsonl), never on the
-real-style evaluation set.
+K, T, the heads, LEXICAL and FLOOR were chosen on a development set written for that
+(tests/data/settings/dev.jsonl), never on the real-style evaluation set.
 
-The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head, and the
-SHA-256 of the weights that made them; numpy reads it without pickle. This module needs numpy only (the exported
+The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head and exact
+action, the requests' word index (words.py) and the SHA-256 of the weights that made them; numpy reads it without pickle. This module needs numpy only (the exported
 runner uses it); `build` imports torch.
 """
 
@@ -34,12 +38,21 @@ from pathlib import Path
 import numpy as np
 
 from textbook.errors import TextbookError
+from textbook.mu.words import Words
 
 INDEX_FILE = "neighbours.npz"
-FORMAT = "textbook-neighbours/1"  # heads as calls.py `head_of` writes them: another format would match no call
+FORMAT = "textbook-neighbours/2"  # /2 added each request's exact action and the word index (session 17)
 K = 5  # neighbours that vote
 TEMPERATURE = 0.02  # vote weight exp(similarity / T): a neighbour 0.02 less similar weighs e times less
+LEXICAL = 0.2  # the word similarity's part of a neighbour's similarity (words.py), the encoder's the rest
+FLOOR = 0.1  # an action no voter chose keeps this prior (calls.py Steer): the decoder overrides a unanimous vote when 2.4 nats surer
 BATCH = 512  # requests per encoder pass while indexing
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    head: str  # the winning head (calls.py head_of)
+    shares: dict[str, float]  # its voters' weight by exact action (calls.py action_of), summing to 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,39 +60,51 @@ class Neighbours:
     vectors: np.ndarray  # (N, D) float32, unit rows
     head_ids: np.ndarray  # (N,) int32 into heads
     heads: tuple[str, ...]
+    action_ids: np.ndarray  # (N,) int32 into actions
+    actions: tuple[str, ...]
+    words: Words  # the same N requests' words
     weights_sha256: str  # of the model.safetensors the vectors were made with
 
     def __len__(self) -> int:
         return len(self.head_ids)
 
-    def vote(self, queries: np.ndarray) -> list[str]:
-        """The winning head for each row of `queries` (B, D), pooled encoder states (any length)."""
+    def vote(self, queries: np.ndarray, texts: list[str]) -> list[Choice]:
+        """Each request's choice from its pooled encoder state (a row of `queries` (B, D), any length) and its text
+        as the encoder reads it (tokenizer.py source_text)."""
         q = np.asarray(queries, dtype=np.float32)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        return self.pick(q @ self.vectors.T)
+        return self.choose(q @ self.vectors.T, texts)
 
-    def pick(self, sims: np.ndarray) -> list[str]:
-        """The winning head for each row of cosine similarities (B, N) to the indexed requests. (Under PyTorch the
-        caller multiplies with torch: numpy's BLAS threads spin after a product and slowed torch's decoding steps
-        from 50 to 120 ms a request on 2 cores.)"""
+    def choose(self, cosines: np.ndarray, texts: list[str]) -> list[Choice]:
+        """Each request's choice from its cosine similarities (B, N) to the indexed requests' vectors and its text.
+        (Under PyTorch the caller multiplies with torch: numpy's BLAS threads spin after a product and slowed
+        torch's decoding steps from 50 to 120 ms a request on 2 cores.)"""
+        sims = (1.0 - LEXICAL) * cosines + LEXICAL * self.words.similarities(texts)
         k = min(K, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (B, k), unordered
-        winners = []
+        choices = []
         for row, idx in zip(sims, top):
-            weight: dict[int, float] = {}
-            for j in idx:
-                head = int(self.head_ids[j])
-                weight[head] = weight.get(head, 0.0) + float(np.exp((row[j] - row[idx].max()) / TEMPERATURE))
-            winners.append(self.heads[max(weight, key=weight.get)])
-        return winners
+            weight = np.exp((row[idx] - row[idx].max()) / TEMPERATURE)
+            by_head: dict[int, float] = {}
+            for j, w in zip(idx, weight):
+                by_head[int(self.head_ids[j])] = by_head.get(int(self.head_ids[j]), 0.0) + float(w)
+            winner = max(by_head, key=by_head.get)
+            shares: dict[str, float] = {}
+            for j, w in zip(idx, weight):
+                if self.head_ids[j] == winner:
+                    action = self.actions[self.action_ids[j]]
+                    shares[action] = shares.get(action, 0.0) + float(w) / by_head[winner]
+            choices.append(Choice(self.heads[winner], shares))
+        return choices
 
     def save(self, path: Path) -> None:
         """Atomically (temp file + rename): a killed build leaves no half-written index."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as fh:
             np.savez(fh, vectors=self.vectors.astype(np.float16), head_ids=self.head_ids.astype(np.int32),
-                     heads=np.array(self.heads, dtype=str), weights_sha256=np.array(self.weights_sha256),
-                     format=np.array(FORMAT))
+                     heads=np.array(self.heads, dtype=str), action_ids=self.action_ids.astype(np.int32),
+                     actions=np.array(self.actions, dtype=str), weights_sha256=np.array(self.weights_sha256),
+                     format=np.array(FORMAT), **self.words.arrays())
         os.replace(tmp, path)
 
     @classmethod
@@ -93,11 +118,14 @@ class Neighbours:
                 if "format" not in data.files or str(data["format"]) != FORMAT:
                     raise TextbookError(f"{path} is from another version of textbook: {remedy}")
                 index = cls(data["vectors"].astype(np.float32), data["head_ids"].astype(np.int32),
-                            tuple(str(h) for h in data["heads"]), str(data["weights_sha256"]))
+                            tuple(str(h) for h in data["heads"]), data["action_ids"].astype(np.int32),
+                            tuple(str(a) for a in data["actions"]), Words.from_arrays(data), str(data["weights_sha256"]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # cut short, an array missing, pickled
             raise TextbookError(f"{path} is damaged ({exc}): {remedy}") from None
-        if index.vectors.ndim != 2 or len(index.head_ids) != len(index.vectors) or (
-                len(index.head_ids) and not 0 <= index.head_ids.min() <= index.head_ids.max() < len(index.heads)):
+        n = len(index.head_ids)
+        if index.vectors.ndim != 2 or len(index.vectors) != n or len(index.action_ids) != n or index.words.size != n or (
+                n and not (0 <= index.head_ids.min() <= index.head_ids.max() < len(index.heads)
+                           and 0 <= index.action_ids.min() <= index.action_ids.max() < len(index.actions))):
             raise TextbookError(f"{path} is damaged (its arrays disagree): {remedy}")
         if weights_sha256 is not None and index.weights_sha256 != weights_sha256:
             raise TextbookError(f"{path} was built for other weights than this model's: {remedy}")
@@ -115,19 +143,21 @@ def build(model, tokenizer, lexicon, pairs: list[tuple[str, str]], *, size: int,
     """Index up to `size` distinct (query, call) pairs, drawn with `seed`: each query's pooled encoder state."""
     import torch
 
-    from textbook.mu.calls import head_of
+    from textbook.mu.calls import action_of, head_of
     from textbook.mu.eval import encode_queries, pad_rows
     from textbook.mu.model import attention_kernels
     from textbook.mu.sentence import pooled
+    from textbook.mu.tokenizer import source_text
     from textbook.progress import progress_bar
 
-    distinct = list(dict(pairs).items())  # the first call seen for each query
+    distinct = list(dict(pairs).items())  # one call per query (the last one seen)
     random.Random(seed).shuffle(distinct)
     distinct = distinct[:size]
     if not distinct:
         raise TextbookError("no training requests to index: the shards have no train rows")
     cfg = model.cfg
-    sources = [ids[: cfg.max_source_len] for ids in encode_queries(tokenizer, [q for q, _ in distinct], cfg, lexicon)]
+    texts = [source_text(q, cfg.lowercase_source, lexicon) for q, _ in distinct]  # as the encoder reads them
+    sources = [ids[: cfg.max_source_len] for ids in encode_queries(tokenizer, texts, cfg)]
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # little padding per batch
     vectors = np.zeros((len(sources), cfg.d_model), dtype=np.float32)
     device = next(model.parameters()).device
@@ -139,6 +169,10 @@ def build(model, tokenizer, lexicon, pairs: list[tuple[str, str]], *, size: int,
             pooled_states = pooled(model.encode(src, mask), mask).float()
             vectors[idx] = torch.nn.functional.normalize(pooled_states, dim=-1).cpu().numpy()
     heads = sorted({head_of(call) for _, call in distinct})
-    number = {h: i for i, h in enumerate(heads)}
-    head_ids = np.array([number[head_of(call)] for _, call in distinct], dtype=np.int32)
-    return Neighbours(vectors, head_ids, tuple(heads), weights_sha256)
+    actions = sorted({action_of(call) for _, call in distinct})
+    head_number = {h: i for i, h in enumerate(heads)}
+    action_number = {a: i for i, a in enumerate(actions)}
+    head_ids = np.array([head_number[head_of(call)] for _, call in distinct], dtype=np.int32)
+    action_ids = np.array([action_number[action_of(call)] for _, call in distinct], dtype=np.int32)
+    words = Words.fit(texts)
+    return Neighbours(vectors, head_ids, tuple(heads), action_ids, tuple(actions), words, weights_sha256)
