@@ -109,6 +109,7 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         load_neighbours(tmp_path, "def")
     assert load_neighbours(tmp_path / "nowhere") is None
     good = dict(np.load(tmp_path / INDEX_FILE, allow_pickle=False))
+    assert str(good["format"]) == FORMAT == "textbook-neighbours/2"
 
     def damaged(**change):
         with (tmp_path / INDEX_FILE).open("wb") as fh:
