@@ -20,11 +20,12 @@ make theirs (k-nearest-neighbour voting over a fine-tuned encoder; cf. kNN-LM, K
 
 The answer's confidence stays the model's probability of the call among all valid calls (`--min-confidence`).
 K, T, the heads, LEXICAL and FLOOR were chosen on a development set written for that
-(tests/data/settings/dev.jsonl), never on the real-style evaluation set.
+(tests/data/settings/dev.jsonl), FLOOR also on the own validation split's negations, never on the real-style
+evaluation set.
 
 The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head and exact
-action, the requests' word index (words.py) and the SHA-256 of the weights that made them; numpy reads it without pickle. This module needs numpy only (the exported
-runner uses it); `build` imports torch.
+action, the requests' word index (words.py) and the SHA-256 of the weights that made them; numpy reads it without
+pickle. This module needs numpy only (the exported runner uses it); `build` imports torch.
 """
 
 from __future__ import annotations
