@@ -96,9 +96,12 @@ class CallTries:
         self.full = CallTrie.from_calls(calls, tokenizer, eos)
         self.by_head: dict[str, list[str]] = {}
         self.by_action: dict[str, list[str]] = {}
+        self.actions_of: dict[str, list[str]] = {}  # head -> its calls' exact actions, sorted
         for call in calls:
             self.by_head.setdefault(head_of(call), []).append(call)
             self.by_action.setdefault(action_of(call), []).append(call)
+        for head, head_calls in self.by_head.items():
+            self.actions_of[head] = sorted({action_of(call) for call in head_calls})
         self._tries: dict[str, CallTrie] = {}
 
     def _trie(self, key: str, calls: list[str]) -> CallTrie:
@@ -115,7 +118,7 @@ class CallTries:
     def steer(self, head: str, shares: dict[str, float], floor: float):
         """The `allowed` function of one head's calls, a `Steer` by the neighbours' `shares` (action_of -> part of the
         head's vote) when the head has calls of several actions."""
-        actions = sorted({action_of(call) for call in self.by_head.get(head, ())})
+        actions = self.actions_of.get(head, [])
         if len(actions) < 2:
             return self.allowed_for(head)
         return Steer(self._trie(f"head {head}", self.by_head[head]),
