@@ -80,10 +80,32 @@ def test_ties_go_to_the_more_frequent_word():
     assert Lexicon({"cat": 5, "car": 5}).correct("caf") == "car"  # equal counts: alphabetical, so deterministic
 
 
+TYPED = (["turn on night light"] * 3 + ["show the log"] * 3 + ["set the time zone"] * 2 + ["zoom in"] * 5
+         + ["keyboard layout"] * 2 + ["play music"] * 4)
+
+
+def test_the_last_word_is_completed_as_it_is_being_typed():
+    lex = Lexicon.from_texts(TYPED)
+    assert lex.word("lig") == "log"  # what spelling correction alone made of it
+    assert lex.correct("night lig") == "night light" and lex.correct("keyboard lay") == "keyboard layout"
+    assert lex.correct("time zo") == "time zone"  # the word that follows "time", though "zoom" is more frequent
+    assert lex.correct("zo") == "zoom" and lex.correct("turn on ni") == "turn on night"  # nothing before: the most frequent
+    assert lex.correct("night lig ") == "night log "  # a space after it: the word is finished, and corrected
+    assert lex.correct("lig on") == "log on"  # only the last word is unfinished
+    for text in ("play", "time zone", "show the log", "zoom in 2", "night l", "turn on wifi"):
+        assert lex.correct(text) == text  # known, one letter, a number last, or no known word starts with it
+
+
 def test_save_load_round_trip_and_clear_errors(lexicon, tmp_path):
     lexicon.save(tmp_path / "lexicon.json")
     again = Lexicon.load(tmp_path / "lexicon.json")
     assert again.counts == lexicon.counts and again.correct("turn on bluetoth") == "turn on bluetooth"
+    typed = Lexicon.from_texts(TYPED)
+    typed.save(tmp_path / "typed.json")
+    assert Lexicon.load(tmp_path / "typed.json").pairs == typed.pairs and typed.pairs[("time", "zone")] == 2
+    # A lexicon saved before completion (format 1, no word pairs) still loads, and completes by frequency alone.
+    (tmp_path / "v1.json").write_text(json.dumps({"format": 1, "words": typed.counts}))
+    assert Lexicon.load(tmp_path / "v1.json").correct("time zo") == "time zoom"
     with pytest.raises(TextbookError, match="is missing"):
         Lexicon.load(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text(json.dumps({"format": 99, "words": {}}))

@@ -16,10 +16,18 @@ took 39.9% -> 54.9% of the validation queries with a missing space back to their
 Words of one or two letters, words with letters beyond a-z, numbers and punctuation are never
 touched. A word the lexicon does not know and cannot correct is left as it is: the model still
 reads it.
+
+The last word is read as a search box reads it, as typed so far: an unknown last word that starts
+known words ("night lig", "keyboard lay", "autopl") is completed to the one that most often follows
+the word before it in the training queries ("time zo" -> "time zone", "dark mo" -> "dark mode"),
+else to the most frequent. Spelling correction had made those "night log", "keyboard play" and
+"auto". Measured on the development set (session 18): 20 of its 23 partial requests completed to the
+intended word, and the same 2 changes among its 253 others ("for a sec" -> "second").
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections import Counter
@@ -31,10 +39,11 @@ from textbook.errors import TextbookError
 from textbook.mu.tokenizer import texts_from_shards
 from textbook.shards import atomic_write_json, read_manifest
 
-FORMAT = 1
+FORMAT = 2  # 2 added the word pairs that completion reads; a format-1 lexicon still loads (completes by frequency)
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
 _PARTS = re.compile(r"[^\W\d_]+|[\W\d_]+")  # words, and everything between them
 _RAW_MIN_COUNT = 3  # for a lexicon read from noisy queries
+_PAIR_MIN_COUNT = 2  # word pairs kept for completion
 
 
 def _deletes(word: str, edits: int) -> set[str]:
@@ -90,17 +99,26 @@ def distance(a: str, b: str) -> int:
 class Lexicon:
     """Known words with counts; `correct(text)` repairs the unknown ones of a lowercased query."""
 
-    def __init__(self, counts: dict[str, int]):
+    def __init__(self, counts: dict[str, int], pairs: dict[tuple[str, str], int] | None = None):
         self.counts = {w: int(c) for w, c in counts.items() if w.isalpha() and w.islower()}
+        self.pairs = {p: int(c) for p, c in (pairs or {}).items() if p[0] in self.counts and p[1] in self.counts}
+        self._sorted = sorted(self.counts)  # for prefix lookups
         self._index: dict[str, list[str]] = {}
-        for word in sorted(self.counts):
+        for word in self._sorted:
             for key in _deletes(word, _max_edits(word) if len(word) > 2 else 0):
                 self._index.setdefault(key, []).append(word)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], min_count: int = 1) -> "Lexicon":
-        counts = Counter(w for text in texts for w in _WORD.findall(text.lower()))
-        return cls({w: c for w, c in counts.items() if c >= min_count})
+        counts: Counter[str] = Counter()
+        pairs: Counter[tuple[str, str]] = Counter()
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            counts.update(words)
+            pairs.update(zip(words, words[1:]))
+        # Pairs seen once are dropped: they barely inform a completion and would double the file.
+        return cls({w: c for w, c in counts.items() if c >= min_count},
+                   {p: c for p, c in pairs.items() if c >= max(min_count, _PAIR_MIN_COUNT)})
 
     @classmethod
     def from_shards(cls, directories: Iterable[str | Path]) -> "Lexicon":
@@ -114,15 +132,16 @@ class Lexicon:
         return lexicon
 
     def save(self, path: Path) -> None:
-        atomic_write_json(path, {"format": FORMAT, "words": dict(sorted(self.counts.items()))})
+        atomic_write_json(path, {"format": FORMAT, "words": dict(sorted(self.counts.items())),
+                                 "pairs": {f"{a} {b}": c for (a, b), c in sorted(self.pairs.items())}})
 
     @classmethod
     def load(cls, path: str | Path) -> "Lexicon":
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("format") != FORMAT or not isinstance(data.get("words"), dict):
+            if data.get("format") not in (1, FORMAT) or not isinstance(data.get("words"), dict):
                 raise ValueError("not a textbook lexicon")
-            return cls(data["words"])
+            return cls(data["words"], {tuple(p.split(" ")): c for p, c in data.get("pairs", {}).items()})
         except FileNotFoundError:
             raise TextbookError(f"{path} is missing: the model was trained with spelling correction and needs it") from None
         except (ValueError, AttributeError, TypeError) as exc:
@@ -138,6 +157,18 @@ class Lexicon:
         if split and (nearest is None or nearest[0] > 1):
             return split
         return nearest[2] if nearest else word
+
+    def complete(self, word: str, before: str | None) -> str | None:
+        """The known word that the unknown `word`, typed so far, is the start of, or None: the one most often
+        after `before` (the word typed before it), else the most frequent; alphabetical on a tie."""
+        if word in self.counts or len(word) < 2 or not word.isascii():
+            return None
+        start = bisect.bisect_right(self._sorted, word)
+        end = bisect.bisect_left(self._sorted, word[:-1] + chr(ord(word[-1]) + 1), start)
+        candidates = self._sorted[start:end]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda w: (-self.pairs.get((before, w), 0), -self.counts[w], w))
 
     def _nearest(self, word: str) -> tuple[int, int, str] | None:
         """(distance, -count, word) of the known word nearest to `word`, within its edit budget."""
@@ -185,6 +216,12 @@ class Lexicon:
         while i < len(parts):
             part = parts[i]
             if part[0].isalpha():
+                if i == len(parts) - 1:  # the last word may be unfinished
+                    before = _WORD.findall("".join(out)[-64:])  # the word before it, as corrected
+                    completed = self.complete(part, before[-1] if before else None)
+                    if completed:
+                        out.append(completed)
+                        break
                 if i + 2 < len(parts) and parts[i + 1] == " ":  # parts alternate: a word follows
                     joined = self._join(part, parts[i + 2])
                     if joined:
