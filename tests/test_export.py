@@ -154,6 +154,7 @@ def test_cli_infer_and_check(exported, capsys):
     assert read_export_manifest(root / "out")["spell_correct"] is True and (root / "out" / "lexicon.json").is_file()
     runner = Runner(root / "out", "int8")
     assert runner.source_tokens("Turn on BLUETOTH") == runner.source_tokens(query)
+    assert runner.source_tokens("turn on blueto") == runner.source_tokens(query)  # the last word, as typed so far
     assert _cli(["infer", str(root / "out"), query.replace("bluetooth", "bluetoth"), "--variant", "int8"]) == 0
     assert capsys.readouterr().out.strip() == target
     assert _cli(["export", "--check", str(root / "out" / "decoder.onnx")]) == 0
