@@ -111,6 +111,9 @@ def test_save_load_round_trip_and_clear_errors(lexicon, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"format": 99, "words": {}}))
     with pytest.raises(TextbookError, match="not a lexicon.json"):
         Lexicon.load(tmp_path / "bad.json")
+    (tmp_path / "pairs.json").write_text(json.dumps({"format": 2, "words": {"time": 2}, "pairs": {"time": 2}}))
+    with pytest.raises(TextbookError, match="not a lexicon.json"):
+        Lexicon.load(tmp_path / "pairs.json")  # a damaged pair: one word
     (tmp_path / "garbage.json").write_text("{not json")
     with pytest.raises(TextbookError, match="not a lexicon.json"):
         Lexicon.load(tmp_path / "garbage.json")

@@ -33,7 +33,7 @@ ACTION_WEIGHTS = {
 }
 # Negations were 0.08 (and command 0.26) until session 18: only toggles and two-option settings take them, so they
 # came to 2.3% of the rows, and a 14.5-minute fine-tune got half of its own template negations right; at 0.18 they
-# are 4.7%, and those went from 47.5% to 62.6% (development set 61.2 -> 63.4%, one run each; README, "Retrieval").
+# are 4.7%, and those went from 47.5% to 62.6% (development set 61.2 -> 63.4%, one run each; README, "As typed, and more negations").
 STYLE_WEIGHTS = {"command": 0.16, "keyword": 0.16, "question": 0.11, "problem": 0.18, "negation": 0.18,
                  "polite": 0.06, "casual": 0.10, "verbose": 0.05}
 # Shares of seeds made long (templates.yaml `context`): joined with another own wording of the same call,
