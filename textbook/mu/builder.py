@@ -107,11 +107,7 @@ def build_run(cfg: TrainConfig, run: Path, dist: Distributed, calls: list[str] |
             model.load_state_dict(load_weights(Path(cfg.init_from) / WEIGHTS))
         elif cfg.embeddings_from:
             _distil_words(cfg, model, tokenizer)
-    if cfg.freeze_encoder_layers > model_cfg.n_encoder_layers:
-        raise TextbookError(f"--freeze-encoder-layers {cfg.freeze_encoder_layers}: the model has "
-                            f"{model_cfg.n_encoder_layers} encoder layers; freeze fewer")
-    model.freeze_encoder(cfg.freeze_encoder_layers)
-    trainable = apply_lora(model, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank else sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = apply_lora(model, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank else sum(p.numel() for p in model.parameters())
     if not cfg.resume and dist.main:
         write_run_config(run, {
             "model": model_cfg.to_dict(), "train": public_dict(cfg),

@@ -197,29 +197,17 @@ class Mu(nn.Module):
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         self.decoder_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=False)
         self.rope = Rotary(cfg.head_dim, max(cfg.max_source_len, cfg.max_target_len), cfg.rope_theta)
-        self.frozen_encoder_layers = 0  # freeze_encoder: a training setting, not part of the config
         self.apply(self._init)
 
     def _init(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=self.cfg.init_std)
 
-    def freeze_encoder(self, layers: int) -> None:
-        """Stop training the bottom `layers` encoder layers (a fine-tune of a distilled encoder). The encoder's
-        input then needs no gradient either, so backward stops at the first trained layer: on a CPU a mu-small
-        step with 4 of 8 frozen takes 2.5 s instead of 3.5. The shared embedding still learns, through the
-        decoder's input and the output head."""
-        for layer in self.encoder_layers[:layers]:
-            layer.requires_grad_(False)
-        self.frozen_encoder_layers = layers
-
     # -- encoder ------------------------------------------------------------------------------------
     def encode(self, src_ids: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """src_ids (B, S), src_mask (B, S) True = real token (None = no padding) -> memory (B, S, D)."""
         cos, sin = self.rope(torch.arange(src_ids.shape[1], device=src_ids.device))
         x, mask = self.embed(src_ids), key_mask(src_mask)
-        if self.frozen_encoder_layers:
-            x = x.detach()  # no layer below the first trained one needs a gradient
         for layer in self.encoder_layers:
             x = layer(x, cos, sin, mask)
         return self.encoder_norm(x)

@@ -41,9 +41,6 @@ class TrainConfig:
     muon_ns_steps: int = 5
     seed: int = 0
     init_from: str | None = None  # a trained run to start from (fine-tuning; required for LoRA)
-    # Fine-tuning: the bottom N encoder layers keep --init-from's weights and take no backward pass, so a time box
-    # holds more steps (model.py Mu.freeze_encoder).
-    freeze_encoder_layers: int = 0
     # A sentence-transformers model directory, or "minilm" (the packaged all-MiniLM-L6-v2): the word rows of
     # the token embedding start as its vectors (textbook/mu/embeddings.py).
     embeddings_from: str | None = None
@@ -95,12 +92,6 @@ class TrainConfig:
             raise ConfigError("--embed-weight must be at least 0 and --embed-batch-size at least 1")
         if self.spell_correct and self.task != "settings":
             raise ConfigError("--spell-correct learns its words from settings shards: use it with --task settings")
-        if self.freeze_encoder_layers < 0:
-            raise ConfigError(f"--freeze-encoder-layers is a number of encoder layers (0 = none), not {self.freeze_encoder_layers}")
-        if self.freeze_encoder_layers and not self.init_from:
-            raise ConfigError("--freeze-encoder-layers keeps the layers of a trained encoder: pass --init-from RUN")
-        if self.freeze_encoder_layers and self.lora_rank:
-            raise ConfigError("--freeze-encoder-layers with --lora-rank: LoRA already keeps every trained weight; pass one")
         if self.lora_rank < 0:
             raise ConfigError(f"--lora-rank is the rank of the LoRA adapters, at least 1 (0 = full fine-tuning), "
                               f"not {self.lora_rank}")
