@@ -51,7 +51,7 @@ if [ -n "${EVAL:-}" ]; then
   echo "answers to $EVAL: $OUT/answers.jsonl"
   if head -n 1 "$EVAL" | grep -q '"target"'; then  # labelled requests: score the run and the exported model per style
     textbook eval settings "$OUT/run" --data "$EVAL"
-    python "$(dirname "$0")/score_answers.py" "$EVAL" "$OUT/answers.jsonl"
+    python "$(dirname "$0")/score_answers.py" "$EVAL" "$OUT/answers.jsonl" --report "$OUT/scored.json"  # textbook eval compare
   fi
 fi
 echo "exported model: $OUT/export   (textbook infer $OUT/export \"turn on bluetooth\")"

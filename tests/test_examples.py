@@ -99,6 +99,9 @@ def test_pretrain_then_fine_tune(tmp_path):
     assert table[1].split()[:2] == ["all", "2"] and {t.split()[0] for t in table[2:4]} == {"none", "short"}
     assert "100% most sure       2" in demo.stdout  # the answers carry confidences: the selective table follows
     assert (tmp_path / "demo" / "run" / "eval-settings-labelled.json").is_file()
+    from textbook.mu.compare import compare  # PyTorch against the export, request by request
+
+    assert compare(tmp_path / "demo" / "run", tmp_path / "demo" / "scored.json", "labelled")["call"]["rows"] == 2
     assert (tmp_path / "demo" / "run" / "tokenizer.json").read_bytes() == (tmp_path / "pre" / "tokenizer.json").read_bytes()
     assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "run")
 
@@ -127,3 +130,13 @@ def test_score_answers_scores_confidences_withheld_calls_and_errors(tmp_path):
     lines = done.stdout.split("confidence >=")[1].splitlines()[1:]
     assert lines[0].split() == ["100%", "most", "sure", "3", "66.7%", "100.0%", "0.20"]  # the 3 answers with a confidence
     assert lines[-1].split() == ["50%", "most", "sure", "2", "50.0%", "100.0%", "0.30"]
+    # --report keeps every request's outcome, so `textbook eval compare` pairs this export with another scored model
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "score_answers.py"), str(tmp_path / "r.jsonl"),
+                           str(tmp_path / "a.jsonl"), "--report", str(tmp_path / "scored.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "scored.json").read_text())["outcomes"]
+    assert record["call"] == "1010" and record["page"] == "1110" and record["style"] == ["short", "casual", "casual", "none"]
+    from textbook.mu.compare import compare
+
+    assert compare(tmp_path / "scored.json", tmp_path / "scored.json")["call"]["p"] == 1.0

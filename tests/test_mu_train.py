@@ -125,6 +125,16 @@ def test_eval_settings_scores_a_jsonl_set_by_style_on_the_call_and_the_page(tmp_
     assert report["exact_match"] == pytest.approx(7 / 8) and report["page_match"] == 1.0
     assert set(report["by_style"]) == {"short", "indirect"} and set(report["page_by_style"]) == {"short", "indirect"}
     assert (tmp / "run" / "eval-settings-mine.json").is_file()
+    # request by request for `textbook eval compare`: the brightness row alone is wrong, on the right page
+    record = report["outcomes"]
+    assert record["call"] == "".join("0" if r is brightness else "1" for r in rows) and record["page"] == "1" * len(rows)
+    assert record["style"] == [r["style"] for r in rows]
+    lo, hi = report["ci95"]["exact_match"]
+    assert lo < 7 / 8 < hi
+    from textbook.mu.compare import compare
+
+    same = compare(tmp / "run", tmp / "run", "mine")
+    assert same["call"]["only_a"] == same["call"]["only_b"] == 0 and same["call"]["p"] == 1.0
     (tmp_path / "bad.jsonl").write_text('{"query": "dark mode"}\n')
     with pytest.raises(TextbookError, match="bad.jsonl:1 needs text fields"):
         eval_settings(tmp / "run", [tmp_path / "bad.jsonl"], EvalSettingsConfig(latency_samples=0), progress=False)

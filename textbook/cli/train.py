@@ -176,6 +176,27 @@ def register(app: typer.Typer) -> None:
         else:
             options.show(report, config)
 
+    @eval_app.command("compare")
+    def eval_compare(
+        a: Path = typer.Argument(..., help="Run A (a run directory, or an eval-settings-NAME.json report)."),
+        b: Path = typer.Argument(..., help="Run B, evaluated on the same requests."),
+        name: str = typer.Option("test", "--set", help="Which evaluation: the split (test, validation) or the stem of a JSONL set (realstyle for realstyle.jsonl)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    ) -> None:
+        """Two runs on the same requests, request by request: each score with its 95% interval, and whether the
+        difference is more than the evaluation set's chance (McNemar's exact test on the requests only one gets right).
+
+        Example: textbook eval settings runs/a --data realstyle.jsonl; textbook eval settings runs/b --data realstyle.jsonl;
+        textbook eval compare runs/a runs/b --set realstyle
+        """
+        from textbook.mu.compare import compare
+
+        report = compare(a, b, name)
+        if as_json:
+            typer.echo(json.dumps(dict(report), indent=2))
+        else:
+            typer.echo(str(report))
+
     @eval_app.command("lm")
     def eval_lm(
         run: Path = typer.Argument(..., help="A run directory written by textbook train."),

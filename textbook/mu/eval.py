@@ -30,6 +30,7 @@ from textbook.contract import (
 from textbook.errors import TextbookError
 from textbook.mu.calls import CallTries, load_calls
 from textbook.mu.checkpoint import WEIGHTS, load_lexicon, load_model, tokenizer_path
+from textbook.mu.compare import outcomes, wilson
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
 from textbook.mu.neighbours import FLOOR, K, LEXICAL, TEMPERATURE, Neighbours, load_neighbours
@@ -180,10 +181,12 @@ def eval_settings(
     valid_count = correct_count = page_count = 0
     errors = []
     right: list[bool] = []
+    on_pages: list[bool] = []
     for row, text, confidence in zip(rows, outputs, confidences):
         valid, correct = _judge(text, row[TARGET], catalogue)
         right.append(correct)
         on_page = correct or (_page(text, catalogue) is not None and _page(text, catalogue) == _page(row[TARGET], catalogue))
+        on_pages.append(on_page)
         valid_count += valid
         correct_count += correct
         page_count += on_page
@@ -214,6 +217,7 @@ def eval_settings(
         "retrieval": {"indexed": len(index), "k": K, "temperature": TEMPERATURE, "lexical": LEXICAL, "floor": FLOOR}
         if index is not None else None,
         "page_match": page_count / n,  # the call lands on the right Settings page (the exact call or another on it)
+        "ci95": {"exact_match": wilson(correct_count, n), "page_match": wilson(page_count, n)},  # compare.py
         "page_by_style": {k: {"page_match": c / t, "rows": t} for k, (c, t) in sorted(pages.items())},
         "by_action": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["action"].items())},
         "by_style": {k: {"exact_match": c / t, "rows": t} for k, (c, t) in sorted(groups["style"].items())},
@@ -222,6 +226,9 @@ def eval_settings(
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "requests": len(latencies),
                        "device": device, "threads": torch.get_num_threads()} if latencies else None,
         "errors": [{k: e[k] for k in ("query", "target", "output")} for e in errors[:20]],
+        # request by request, for `textbook eval compare` (paired: sharper than two intervals)
+        "outcomes": outcomes([(r[QUERY] or "", r[TARGET]) for r in rows], right, on_pages,
+                             [r.get(STYLE) or "?" for r in rows]),
     }
     # a JSONL set of its own is reported under its name, not the split's
     name = Path(data[0]).stem if len(data) == 1 and Path(data[0]).suffix.lower() == ".jsonl" else split
@@ -250,8 +257,9 @@ def _by_confidence(confidences: list[float], right: list[bool]) -> list[dict[str
 def _settings_lines(report: dict[str, Any], run: Path) -> list[str]:
     """What `textbook eval settings` prints: exact match overall and by style, noise and action."""
     split = report["split"]
-    lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%}, right page {report['page_match']:.2%}, "
-             f"invalid {report['invalid_rate']:.2%}"]
+    (el, eh), (pl, ph) = report["ci95"]["exact_match"], report["ci95"]["page_match"]
+    lines = [f"{report['rows']} {split} rows: exact match {report['exact_match']:.2%} [95% CI {el:.1%}, {eh:.1%}], "
+             f"right page {report['page_match']:.2%} [{pl:.1%}, {ph:.1%}], invalid {report['invalid_rate']:.2%}"]
     if report.get("retrieval"):
         lines.append(f"retrieval: the {report['retrieval']['k']} nearest of {report['retrieval']['indexed']:,} training requests "
                      "chose each setting (--no-retrieval: the decoder alone)")
