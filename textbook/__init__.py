@@ -16,6 +16,7 @@ function that writes into OUT holds it through `textbook.rundir.RunDir` (lock, f
     textbook tokenizer train     textbook.mu.tokenizer.build
     textbook train               textbook.mu.train.train
     textbook eval settings | lm  textbook.mu.eval.eval_settings | eval_lm
+    textbook eval compare        textbook.mu.compare.compare
     textbook export              textbook.export.exporter.export_run
     textbook infer               textbook.export.runner.Runner (--bench: textbook.export.bench.bench)
 
