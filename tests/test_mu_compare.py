@@ -56,6 +56,8 @@ def test_compare_pairs_two_runs_request_by_request(tmp_path, capsys):
     assert by_style["indirect"]["p_holm"] == pytest.approx(min(1.0, 2 * by_style["indirect"]["p"]))
     code, out, _ = run_cli(capsys, "eval", "compare", ra, rb, "--set", "mine")
     assert code == 0 and "only A right 2, only B right 8" in out and "+15.0 points" in out
+    code, out, _ = run_cli(capsys, "eval", "compare", ra, rb, "--set", "mine", "--json")
+    assert code == 0 and json.loads(out)["call"]["only_b"] == 8
 
     other = _report(tmp_path / "c.json", a, "1" * 40, styles, [q + "!" for q in queries])
     with pytest.raises(TextbookError, match="different requests"):
