@@ -76,10 +76,12 @@ def test_pretrain_then_fine_tune(tmp_path):
 
     small = {"N": "2000", "PRESET": "mu-tiny", "MINUTES": "0.1"}
     pre = subprocess.run(["bash", str(ROOT / "examples" / "settings-pretrain.sh"), str(tmp_path / "pre")],
-                         env=_env(**small, ROWS="150", WORDNET=str(ROOT / "tests" / "data" / "wordnet")), capture_output=True,
+                         env=_env(**small, ROWS="150", MORE_MINUTES="0.05", WORDNET=str(ROOT / "tests" / "data" / "wordnet")), capture_output=True,
                          text=True, timeout=600)
     assert pre.returncode == 0, pre.stderr[-3000:]
     assert (tmp_path / "pre" / "run" / "model.safetensors").is_file()
+    more = json.loads((tmp_path / "pre" / "more" / "run.json").read_text())["fingerprint"]  # MORE_MINUTES: distillation goes on
+    assert more["init_from"] == str(tmp_path / "pre" / "run") and more["task"] == "embed" and more["seed"] == 1
     corpus = read_table(tmp_path / "pre" / "corpus")
     sources = set(corpus["source"].to_pylist())
     assert len(sources) == 3 and corpus.num_rows > 300 and corpus["text"].to_pylist() == [t.lower() for t in corpus["text"].to_pylist()]
@@ -92,7 +94,7 @@ def test_pretrain_then_fine_tune(tmp_path):
         + json.dumps({"query": "what's the weather in paris", "target": '{"action":"none"}', "style": "none"}) + "\n",
         encoding="utf-8")
     demo = subprocess.run(["bash", str(ROOT / "examples" / "settings-demo.sh"), str(tmp_path / "demo")],
-                          env=_env(**small, PRETRAINED=str(tmp_path / "pre" / "run"), EVAL=str(labelled)),
+                          env=_env(**small, PRETRAINED=str(tmp_path / "pre" / "more"), EVAL=str(labelled)),
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
     table = demo.stdout.split("style             rows     call     page")[1].splitlines()
@@ -103,7 +105,7 @@ def test_pretrain_then_fine_tune(tmp_path):
 
     assert compare(tmp_path / "demo" / "run", tmp_path / "demo" / "scored.json", "labelled")["call"]["rows"] == 2
     assert (tmp_path / "demo" / "run" / "tokenizer.json").read_bytes() == (tmp_path / "pre" / "tokenizer.json").read_bytes()
-    assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "run")
+    assert json.loads((tmp_path / "demo" / "run" / "run.json").read_text())["fingerprint"]["init_from"] == str(tmp_path / "pre" / "more")
 
 
 def test_score_answers_scores_confidences_withheld_calls_and_errors(tmp_path):
