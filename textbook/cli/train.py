@@ -25,7 +25,7 @@ _es = functools.partial(default, EvalSettingsConfig)
 _el = functools.partial(default, EvalLMConfig)
 
 tokenizer_app = typer.Typer(help="Train a byte-level BPE tokenizer for Mu.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate a trained Mu run: settings exact match, or LM perplexity.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a trained Mu run: settings exact match, or LM perplexity; compare two runs on the same requests.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -183,8 +183,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("test", "--set", help="Which evaluation: the split (test, validation) or the stem of a JSONL set (realstyle for realstyle.jsonl)."),
         as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     ) -> None:
-        """Two runs on the same requests, request by request: each score with its 95% interval, and whether the
-        difference is more than the evaluation set's chance (McNemar's exact test on the requests only one gets right).
+        """Compare two runs on the same requests: 95% intervals, and McNemar's test of their difference.
+
+        Request by request, overall, on the page and by style: only the requests one run gets right and the other
+        wrong tell them apart, and the test says how often chance alone would split them so unevenly.
 
         Example: textbook eval settings runs/a --data realstyle.jsonl; textbook eval settings runs/b --data realstyle.jsonl;
         textbook eval compare runs/a runs/b --set realstyle
