@@ -92,6 +92,11 @@ def test_the_winning_heads_voters_share_out_its_actions():
                        np.array([0, 0, 0, 1, 2], np.int32), actions, Words.fit(["a"] * 5), "w")
     (choice,) = index.vote(np.array([[1.0, 0.0, 0.0]]), ["q"])
     assert choice == Choice("on/off x", {"off x": pytest.approx(0.75), "on x": pytest.approx(0.25)})
+    # a negated request's neighbours choose the setting, not the direction: "don't", "not", "no" leave it to the decoder
+    for text in ["i don't want x to not be on", "i dont want x", "x shouldn't be off", "no x", "never x", "x can’t"]:
+        assert index.vote(np.array([[1.0, 0.0, 0.0]]), [text]) == [Choice("on/off x", {})], text
+    for text in ["x now", "notifications on", "knot x", "nothing on x", "snow mode"]:  # words that merely contain one
+        assert index.vote(np.array([[1.0, 0.0, 0.0]]), [text])[0].shares, text
 
 
 def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_path):
@@ -182,7 +187,9 @@ def test_the_neighbours_shares_steer_the_action_and_the_score_stays_the_models(t
     with torch.no_grad():
         rows, logprobs = model.generate_scored(src, None, allowed=steers, scored_by=tries.full.allowed)
         free, _ = model.generate_scored(src[:1], None, allowed=tries.allowed_for(head), scored_by=tries.full.allowed)
+        negated, _ = model.generate_scored(src[:1], None, allowed=[tries.steer(head, {}, FLOOR)], scored_by=tries.full.allowed)
     texts = [tok.decode(r) for r in rows]
+    assert negated == free  # a negated request's vote has no shares: the decoder alone chooses on or off
     # an untrained model is never 2.4 nats (FLOOR 0.1) sure of on or off: unanimous neighbours decide; split evenly, the model
     assert texts[:2] == [on, off] and texts[2] == tok.decode(free[0])
     # the prior is on the choice only: tokens where the actions do not part get none
