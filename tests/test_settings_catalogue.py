@@ -301,6 +301,11 @@ def test_negated_wordings_of_the_opposite_call(tmp_path):
     twice = {(t, a) for t, a in negated if negations(t) == 2 and "screen" in t}
     assert any("not let the screen dim when unplugged" in t for t, _ in twice)
     assert all(a == ("off" if "stop the screen" in t else "on") for t, a in twice), twice
+    # the setting's name negated twice is ON too; once, OFF
+    assert ("i don't want dim on battery to not be on", "on") in negated
+    assert ("i don't want dim on battery to be on", "off") in negated
+    named = {(t, a) for t, a in negated if "dim on battery" in t}
+    assert all(a == "on" for t, a in named if negations(t) == 2 or "to stop working" in t), named
 
 
 def test_long_requests_keep_their_call(tmp_path):
