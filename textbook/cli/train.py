@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda. (default: {_t('device')})"),
         log_every: Optional[int] = typer.Option(None, help=f"Steps between log lines. (default: {_t('log_every')})"),
         checkpoint_every: Optional[int] = typer.Option(None, help=f"Steps between checkpoints. (default: {_t('checkpoint_every')})"),
-        index_size: Optional[int] = typer.Option(None, help=f"Settings: index this many training requests when training ends (RUN/neighbours.npz), so the nearest ones choose each answer's setting in eval, export and infer; 0 = none. (default: {_t('index_size')})"),
+        index_size: Optional[int] = typer.Option(None, help=f"Settings: index up to this many distinct training requests when training ends (RUN/neighbours.npz), so the nearest ones choose each answer's setting in eval, export and infer; 0 = none. (default: {_t('index_size')})"),
         resume: Optional[bool] = typer.Option(None, "--resume", help="Continue the run in --out exactly where it stopped (one killed before its first checkpoint starts over)."),
         config: Optional[Path] = options.config_option("train"),
     ) -> None:
