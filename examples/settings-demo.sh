@@ -45,7 +45,7 @@ textbook train --preset "$PRESET" --data "$OUT/data/settings" --task settings --
     --precision auto
 textbook eval settings "$OUT/run" --data "$OUT/data/settings"
 textbook export "$OUT/run" --out "$OUT/export" --quantize a16w8,int8 --calibration "$OUT/data/settings" \
-    --max-source-len 64 --max-target-len 16
+    --max-source-len 64
 if [ -n "${EVAL:-}" ]; then
   textbook infer "$OUT/export" --input "$EVAL" --confidence > "$OUT/answers.jsonl"
   echo "answers to $EVAL: $OUT/answers.jsonl"

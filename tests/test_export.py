@@ -32,7 +32,7 @@ from textbook.mu.calls import load_calls  # noqa: E402
 from textbook.settings.config import catalogue_for  # noqa: E402
 from textbook.shards import write_records  # noqa: E402
 
-SOURCE_LEN, CACHE_LEN = 24, 44  # the fixture's longest query is 19 tokens with EOS, its longest call 40
+SOURCE_LEN, CACHE_LEN = 24, 48  # the fixture's longest query is 19 tokens with EOS; the longest valid call 47 with it
 
 
 def _train_run(root: Path, data: Path) -> Path:
@@ -52,7 +52,7 @@ def exported(tmp_path_factory):
     data = write_settings(root / "data", repeat=4, splits=("train", "test"))
     _train_run(root, data)
     cfg = ExportConfig(quantize=("int8", "a16w8", "dynamic"), calibration=str(data), max_source_len=SOURCE_LEN,
-                       max_target_len=CACHE_LEN, calibration_samples=8, parity_samples=16)
+                       calibration_samples=8, parity_samples=16)  # the cache: CACHE_LEN, fitted to the longest valid call
     manifest = export_run(root / "run", root / "out", cfg, progress=False)
     return root, manifest
 
@@ -526,6 +526,17 @@ def test_a_damaged_export_is_mended_by_exporting_again_and_infer_ignores_config_
     export_run(root / "run", out, cfg, progress=False)  # the damaged manifest does not stop the export that mends it
     assert _cli(["infer", str(out), SETTINGS[0][0]]) == 0
     assert capsys.readouterr().out.strip() == SETTINGS[0][1]
+
+
+def test_the_cache_fits_the_longest_valid_call_and_a_shorter_one_is_refused(exported, tmp_path):
+    """A cache shorter than the longest valid call stops decoding mid-call: the answer is no call at all (a 16-step
+    cache did that to the tiny demo's longer calls). Without --max-target-len the export fits that call."""
+    root, manifest = exported
+    assert manifest["shapes"]["cache_len"] == CACHE_LEN  # the fixture leaves --max-target-len out
+    with pytest.raises(TextbookError, match="--max-target-len 40 is too short for this run's longest valid call "
+                                            r"\(48 decoder steps with its end\): pass at least that, or leave it out"):
+        export_run(root / "run", tmp_path / "short", ExportConfig(max_source_len=SOURCE_LEN, max_target_len=40), progress=False)
+    assert not any((tmp_path / "short").iterdir())  # refused before any work
 
 
 def test_help_imports_no_heavy_dependency():

@@ -202,7 +202,7 @@ def test_train_then_export(tmp_path):
     assert [r["step"] for r in log if "val_loss" in r] == steps
 
     argv = ["export", "straight", "--quantize", "int8", "--calibration", "data", "--max-source-len", "24",
-            "--max-target-len", "44", "--calibration-samples", "8", "--parity-samples", "8"]
+            "--calibration-samples", "8", "--parity-samples", "8"]
     t = timed([*argv, "--out", "exported"], tmp_path, env)
     killed = kill_anywhere([*argv, "--out", "killed-export"], tmp_path, out=tmp_path / "killed-export", duration=t,
                            points=2, seed=17, env=env, startup=2.5)

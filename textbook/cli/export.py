@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         ),
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Settings shards (query, target, split): calibration and held-out parity."),
         max_source_len: Optional[int] = typer.Option(None, "--max-source-len", help="Static encoder length in tokens (default: the model's)."),
-        max_target_len: Optional[int] = typer.Option(None, "--max-target-len", help="Static KV cache length = most tokens decoded (default: the model's)."),
+        max_target_len: Optional[int] = typer.Option(None, "--max-target-len", help="Static KV cache length = most tokens decoded (default: a settings run's longest valid call, else the model's limit; shorter than that call is refused)."),
         calibration_samples: Optional[int] = typer.Option(None, help=f"Queries decoded for calibration. (default: {default(ExportConfig, 'calibration_samples')})"),
         parity_samples: Optional[int] = typer.Option(None, help=f"Held-out queries for agreement and exact match. (default: {default(ExportConfig, 'parity_samples')})"),
         parity_split: Optional[str] = typer.Option(None, help=f"Split scored for parity. (default: {default(ExportConfig, 'parity_split')})"),
