@@ -115,17 +115,17 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     index = load_neighbours(run, weights_sha256) if calls else None  # fails early on a stale one
     lexicon = load_lexicon(run, mcfg)  # fails early when a spell-correcting run lost its lexicon
     source_len = cfg.max_source_len or mcfg.max_source_len
-    steps = _longest_call(calls, load_tokenizer(tokenizer_file)) if calls else None
     # A settings model's cache fits its longest valid call (the smallest static shape that writes them all); else the model's
-    cache_len = cfg.max_target_len or min(steps or mcfg.max_target_len, mcfg.max_target_len)
+    fits = min(_longest_call(calls, load_tokenizer(tokenizer_file)), mcfg.max_target_len) if calls else mcfg.max_target_len
+    cache_len = cfg.max_target_len or fits
     if source_len > mcfg.max_source_len or cache_len > mcfg.max_target_len:
         raise TextbookError(
             f"--max-source-len/--max-target-len ({source_len}/{cache_len}) exceed what the model was built for "
             f"({mcfg.max_source_len}/{mcfg.max_target_len}): RoPE tables stop there"
         )
-    if steps and cache_len < min(steps, mcfg.max_target_len):  # decoding would stop mid-call: not a call at all
+    if cache_len < fits:  # decoding would stop mid-call: not a call at all
         raise TextbookError(f"--max-target-len {cache_len} is too short for this run's longest valid call "
-                            f"({min(steps, mcfg.max_target_len)} decoder steps with its end): pass at least that, or leave it out")
+                            f"({fits} decoder steps with its end): pass at least that, or leave it out")
     static = [v for v in cfg.variants if v in STATIC]
     if static and not cfg.calibration:
         raise TextbookError(f"--quantize {','.join(static)} calibrates on real inputs: pass --calibration SHARDS (settings shards)")

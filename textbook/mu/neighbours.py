@@ -100,8 +100,9 @@ class Neighbours:
                 by_head[int(self.head_ids[j])] = by_head.get(int(self.head_ids[j]), 0.0) + float(w)
             winner = max(by_head, key=by_head.get)
             shares: dict[str, float] = {}
-            for j, w in zip(idx, weight) if not NEGATION.search(text) else ():
-                if self.head_ids[j] == winner:
+            negated = NEGATION.search(text) is not None  # the direction is then the decoder's alone
+            for j, w in zip(idx, weight):
+                if self.head_ids[j] == winner and not negated:
                     action = self.actions[self.action_ids[j]]
                     shares[action] = shares.get(action, 0.0) + float(w) / by_head[winner]
             choices.append(Choice(self.heads[winner], shares))
