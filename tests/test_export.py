@@ -185,7 +185,7 @@ def test_export_carries_the_valid_calls_and_infer_keeps_to_them(exported, capsys
 
 
 def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_path, capsys):
-    from textbook.mu.calls import action_of, head_of
+    from textbook.mu.calls import head_of
     from textbook.mu.eval import eval_settings
     from textbook.mu.evalconfig import EvalSettingsConfig
     from textbook.mu.neighbours import FLOOR, INDEX_FILE, Neighbours, load_neighbours
@@ -202,11 +202,11 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
     report = eval_settings(root / "run", [data], EvalSettingsConfig(latency_samples=1), progress=False)
     assert report["retrieval"]["indexed"] == len(SETTINGS) and report["exact_match"] == 1.0  # the memorised rows
 
-    # An index whose every neighbour asks to set the brightness: every answer is a brightness setting, and the value
-    # is the decoder's own (it reads "70" in the one request that says it).
+    # An index whose every neighbour asks to set the brightness to 70: every answer is a brightness setting, and its
+    # value is the neighbours' unless the decoder is far surer of another.
     brightness = head_of(SETTINGS[2][1])
     none = np.zeros(len(index), dtype=np.int32)
-    forced = Neighbours(index.vectors, none, (brightness,), none, (action_of(SETTINGS[2][1]),), index.words, index.weights_sha256)
+    forced = Neighbours(index.vectors, none, (brightness,), none, (SETTINGS[2][1],), index.words, index.weights_sha256)
     run, out = tmp_path / "run", tmp_path / "out"
     shutil.copytree(root / "run", run)
     shutil.copytree(root / "out", out)
@@ -240,16 +240,17 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
     tries = CallTries(load_calls(root / "run"), tokenizer, model.cfg.eos_id)
     src, mask = pad_rows(encode_queries(tokenizer, [SETTINGS[0][0]], model.cfg, Runner(out, "fp32").lexicon), model.cfg.pad_id, "cpu")
     with torch.no_grad():
-        (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=[tries.allowed_for(brightness)], scored_by=tries.full.allowed)
+        steer = tries.steer(brightness, {SETTINGS[2][1]: 1.0}, FLOOR)
+        (emitted,), (logprob,) = model.generate_scored(src, mask, allowed=[steer], scored_by=tries.full.allowed)
     _, generation = Runner(out, "fp32")(SETTINGS[0][0])
     assert generation.tokens == emitted and generation.logprob == pytest.approx(logprob, abs=1e-3)
 
     # Neighbours that all turn bluetooth off: "turn on bluetooth" is still answered within on/off bluetooth, the prior
     # pulls it to off, and the exported runner weighs the two as PyTorch does, token for token.
     on, off = SETTINGS[0][1], SETTINGS[1][1]
-    forced = Neighbours(index.vectors, none, (head_of(off),), none, (action_of(off),), index.words, index.weights_sha256)
+    forced = Neighbours(index.vectors, none, (head_of(off),), none, (off,), index.words, index.weights_sha256)
     forced.save(out / INDEX_FILE)
-    steer = tries.steer(head_of(off), {action_of(off): 1.0}, FLOOR)
+    steer = tries.steer(head_of(off), {off: 1.0}, FLOOR)
     for query in (SETTINGS[0][0], SETTINGS[1][0], SETTINGS[4][0]):
         src, mask = pad_rows(encode_queries(tokenizer, [query], model.cfg, Runner(out, "fp32").lexicon), model.cfg.pad_id, "cpu")
         with torch.no_grad():

@@ -194,7 +194,7 @@ def test_train_then_export(tmp_path):
 
     x, y = load_neighbours(tmp_path / "straight"), load_neighbours(tmp_path / "killed")
     assert x.heads == y.heads and (x.head_ids == y.head_ids).all() and (x.vectors == y.vectors).all()
-    assert x.actions == y.actions and (x.action_ids == y.action_ids).all()
+    assert x.calls == y.calls and (x.call_ids == y.call_ids).all()
     assert x.words.vocabulary == y.words.vocabulary and (x.words.docs == y.words.docs).all() and (x.words.weights == y.words.weights).all()
     log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in log if "loss" in r]

@@ -1,5 +1,5 @@
 """Retrieval (textbook/mu/neighbours.py): the vote, the word index (words.py), the index file, per-head decoding and
-the action prior (calls.py CallTries, Steer)."""
+the prior on the action and the value (calls.py CallTries, Steer)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,11 @@ def _at(similarity: float) -> list[float]:
     return [similarity, float(np.sqrt(1 - similarity**2)), 0.0]
 
 
-def _index(vectors, head_ids, texts=None, sha="w", actions=None) -> Neighbours:
-    """An index of `vectors` whose heads are HEADS[head_ids]; without `texts`, requests that share no word."""
+def _index(vectors, head_ids, texts=None, sha="w") -> Neighbours:
+    """An index of `vectors` whose heads (and calls) are HEADS[head_ids]; without `texts`, requests that share no word."""
     head_ids = np.asarray(head_ids, dtype=np.int32)
     texts = texts or [f"w{i}x" for i in range(len(head_ids))]
-    action_ids = np.asarray(actions if actions is not None else head_ids, dtype=np.int32)
-    return Neighbours(_unit(vectors), head_ids, HEADS, action_ids, HEADS, Words.fit(texts), sha)
+    return Neighbours(_unit(vectors), head_ids, HEADS, head_ids.copy(), HEADS, Words.fit(texts), sha)
 
 
 def test_a_head_is_the_setting_and_the_kind_of_action():
@@ -84,14 +83,16 @@ def test_word_similarities_are_scikit_learns_tfidf_cosines():
     assert np.allclose(back.similarities(queries), expected, atol=1e-3) and back.vocabulary == words.vocabulary
 
 
-def test_the_winning_heads_voters_share_out_its_actions():
+def test_the_winning_heads_voters_share_out_its_calls():
     # on/off X: three "off" voters and one "on" voter, all equally near; one voter of another head
     heads = ("on/off x", "on/off y")
-    actions = ("off x", "on x", "on y")
+    off_x, on_x, on_y = '{"action":"off","id":"x"}', '{"action":"on","id":"x"}', '{"action":"on","id":"y"}'
     index = Neighbours(_unit([_at(0.9)] * 5), np.array([0, 0, 0, 0, 1], np.int32), heads,
-                       np.array([0, 0, 0, 1, 2], np.int32), actions, Words.fit(["a"] * 5), "w")
+                       np.array([0, 0, 0, 1, 2], np.int32), (off_x, on_x, on_y), Words.fit(["a"] * 5), "w")
     (choice,) = index.vote(np.array([[1.0, 0.0, 0.0]]), ["q"])
-    assert choice == Choice("on/off x", {"off x": pytest.approx(0.75), "on x": pytest.approx(0.25)})
+    assert choice == Choice("on/off x", {off_x: pytest.approx(0.75), on_x: pytest.approx(0.25)}, ())
+    # the numbers a request writes travel with the choice ("72%", "1.5x", "125dpi" as typed)
+    assert index.vote(np.array([[1.0, 0.0, 0.0]]), ["x to 72% and 1.5x, 125dpi"])[0].numbers == ("72", "1.5", "125")
     # a negated request's neighbours choose the setting, not the direction: "don't", "not", "no" leave it to the decoder
     for text in ["i don't want x to not be on", "i dont want x", "x shouldn't be off", "no x", "never x", "x can’t"]:
         assert index.vote(np.array([[1.0, 0.0, 0.0]]), [text]) == [Choice("on/off x", {})], text
@@ -104,7 +105,7 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
     index = _index(np.random.default_rng(0).normal(size=(50, 8)), np.arange(50) % 2, texts, sha="abc")
     index.save(tmp_path / INDEX_FILE)
     back = load_neighbours(tmp_path, "abc")
-    assert len(back) == 50 and back.heads == HEADS and back.actions == HEADS and back.weights_sha256 == "abc"
+    assert len(back) == 50 and back.heads == HEADS and back.calls == HEADS and back.weights_sha256 == "abc"
     assert np.allclose(back.vectors, index.vectors, atol=1e-3)  # stored as float16
     before, after = index.vote(index.vectors[:10], texts[:10]), back.vote(index.vectors[:10], texts[:10])
     assert [c.head for c in after] == [c.head for c in before]
@@ -114,7 +115,7 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         load_neighbours(tmp_path, "def")
     assert load_neighbours(tmp_path / "nowhere") is None
     good = dict(np.load(tmp_path / INDEX_FILE, allow_pickle=False))
-    assert str(good["format"]) == FORMAT == "textbook-neighbours/2"
+    assert str(good["format"]) == FORMAT == "textbook-neighbours/3"
 
     def damaged(**change):
         with (tmp_path / INDEX_FILE).open("wb") as fh:
@@ -128,14 +129,16 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         damaged(format=None)  # an index without the format's name: heads of another version
     with pytest.raises(TextbookError, match="another version of textbook"):
         damaged(format=np.array("textbook-neighbours/1"))  # session 16's, without actions or words
+    with pytest.raises(TextbookError, match="another version of textbook"):
+        damaged(format=np.array("textbook-neighbours/2"))  # sessions 17-20's, without the values
     with pytest.raises(TextbookError, match="damaged"):  # an object array would need unpickling: refused, never loaded
         damaged(vectors=np.array([{"x": 1}], dtype=object))
     with pytest.raises(TextbookError, match="damaged"):
-        damaged(action_ids=None)
+        damaged(call_ids=None)
     with pytest.raises(TextbookError, match="arrays disagree"):
         damaged(head_ids=np.array([0, 7] * 25, np.int32))  # a head id out of range
     with pytest.raises(TextbookError, match="arrays disagree"):
-        damaged(action_ids=np.array([0, 1, 2] * 16 + [0, 9], np.int32))
+        damaged(call_ids=np.array([0, 1, 2] * 16 + [0, 9], np.int32))
     with pytest.raises(TextbookError, match="word index disagrees"):
         damaged(words_docs=good["words_docs"] + 50)  # postings past the last request
     with pytest.raises(TextbookError, match="damaged"):
@@ -181,8 +184,8 @@ def test_the_neighbours_shares_steer_the_action_and_the_score_stays_the_models(t
     torch.manual_seed(0)
     model = Mu(preset("mu-tiny").replace(vocab_size=300)).eval()
     src = torch.tensor([tok.encode(q, add_special_tokens=False).ids + [2] for q in ["bluetooth"] * 3])
-    steers = [tries.steer(head, {"on bluetooth.enabled": 1.0}, FLOOR), tries.steer(head, {"off bluetooth.enabled": 1.0}, FLOOR),
-              tries.steer(head, {"on bluetooth.enabled": 0.5, "off bluetooth.enabled": 0.5}, FLOOR)]
+    steers = [tries.steer(head, {on: 1.0}, FLOOR), tries.steer(head, {off: 1.0}, FLOOR),
+              tries.steer(head, {on: 0.5, off: 0.5}, FLOOR)]
     assert all(isinstance(s, Steer) for s in steers)
     with torch.no_grad():
         rows, logprobs = model.generate_scored(src, None, allowed=steers, scored_by=tries.full.allowed)
@@ -202,3 +205,30 @@ def test_the_neighbours_shares_steer_the_action_and_the_score_stays_the_models(t
         expected = sum(float(torch.log_softmax(logits[t][torch.tensor(tries.full.allowed(full[:t]))], -1)[
             tries.full.allowed(full[:t]).index(token)]) for t, token in enumerate(full))
         assert logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_neighbours_choose_the_value_and_a_number_the_request_writes_wins(tmp_path):
+    tok = tokenizer_for(tmp_path)
+    values = [10, 30, 70, 72, 100]
+    calls = [t for _, t, *_ in SETTINGS] + [f'{{"action":"set","id":"display.brightness","value":{v}}}' for v in values if v != 70]
+    calls += ['{"action":"set","id":"personalization.colors.mode","value":"light"}']
+    tries = CallTries(calls, tok, eos=2)
+    brightness, mode = "set display.brightness", "set personalization.colors.mode"
+    call = '{{"action":"set","id":"display.brightness","value":{}}}'.format
+    dark, light = '{"action":"set","id":"personalization.colors.mode","value":"dark"}', \
+        '{"action":"set","id":"personalization.colors.mode","value":"light"}'
+    torch.manual_seed(0)
+    model = Mu(preset("mu-tiny").replace(vocab_size=300)).eval()
+    src = torch.tensor([tok.encode(q, add_special_tokens=False).ids + [2] for q in ["brightness"] * 6])
+    steers = [tries.steer(brightness, {call(30): 0.8, call(100): 0.2}, FLOOR),  # the voters' value
+              tries.steer(brightness, {call(100): 1.0}, FLOOR),
+              tries.steer(brightness, {call(30): 1.0}, FLOOR, ("72",)),  # "brightness to 72": the number written wins
+              tries.steer(brightness, {call(30): 1.0}, FLOOR, ("5", "2024")),  # numbers that are no value: the voters'
+              tries.steer(mode, {light: 1.0}, FLOOR), tries.steer(mode, {dark: 0.9, light: 0.1}, FLOOR)]
+    assert all(isinstance(s, Steer) for s in steers)
+    with torch.no_grad():
+        rows, _ = model.generate_scored(src, None, allowed=steers, scored_by=tries.full.allowed)
+    # an untrained model is never 2.4 nats sure of one value: the prior decides
+    assert [tok.decode(r) for r in rows] == [call(30), call(100), call(72), call(30), light, dark]
+    # "brightness to 72" with no vote at all (a negated request) is the decoder's alone
+    assert tries.steer(brightness, {}, FLOOR, ()) == tries.allowed_for(brightness)

@@ -427,6 +427,8 @@ def test_torchrun_time_box_ends_every_rank_on_the_same_step(tmp_path, trained):
 
 
 def test_a_settings_run_ends_with_its_retrieval_index_and_resume_rebuilds_a_lost_one(tmp_path):
+    from textbook.mu.eval import eval_settings
+    from textbook.mu.evalconfig import EvalSettingsConfig
     from textbook.mu.neighbours import INDEX_FILE, load_neighbours
     from textbook.shards import sha256_file
 
@@ -437,6 +439,9 @@ def test_a_settings_run_ends_with_its_retrieval_index_and_resume_rebuilds_a_lost
     assert summary["indexed"] == len(index) == 5 and len(index.heads) <= 5  # --index-size caps it
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-2)
     (run / INDEX_FILE).unlink()  # as if killed while indexing, after the last checkpoint
+    np.savez(run / INDEX_FILE, format=np.array("textbook-neighbours/2"))  # or one of an older version: eval says what to do
+    with pytest.raises(TextbookError, match="another version of textbook: rebuild it: .*--resume"):
+        eval_settings(run, [data], EvalSettingsConfig(latency_samples=0), calls=[t for _, t, *_ in SETTINGS], progress=False)
     again = train(_config(tmp_path, "run", data, max_steps=6, checkpoint_every=6, index_size=5, resume=True), progress=False)
     assert again["indexed"] == 5 and load_neighbours(run, sha256_file(run / "model.safetensors")) is not None
     none = train(_config(tmp_path, "none", data, max_steps=2, checkpoint_every=2, index_size=0), progress=False)

@@ -104,7 +104,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     from textbook.export.samples import Sample, read_samples
     from textbook.mu.calls import CALLS_FILE, load_calls, save_calls
     from textbook.mu.checkpoint import LEXICON, WEIGHTS, load_lexicon, load_model, read_run_config, tokenizer_path
-    from textbook.mu.neighbours import FLOOR, INDEX_FILE, K, LEXICAL, TEMPERATURE, load_neighbours
+    from textbook.mu.neighbours import FLOOR, INDEX_FILE, K, LEXICAL, REBUILD, TEMPERATURE, load_neighbours
     from textbook.mu.tokenizer import load_tokenizer, source_text
 
     tokenizer_file = tokenizer_path(run)
@@ -112,7 +112,7 @@ def _export(run: Path, out: Path, cfg: ExportConfig, progress: bool) -> dict[str
     model, mcfg = load_model(run)
     weights_sha256 = sha256_file(run / WEIGHTS)
     calls = load_calls(run)
-    index = load_neighbours(run, weights_sha256) if calls else None  # fails early on a stale one
+    index = load_neighbours(run, weights_sha256, REBUILD) if calls else None  # fails early on a stale one
     lexicon = load_lexicon(run, mcfg)  # fails early when a spell-correcting run lost its lexicon
     source_len = cfg.max_source_len or mcfg.max_source_len
     # A settings model's cache fits its longest valid call (the smallest static shape that writes them all); else the model's

@@ -215,7 +215,7 @@ class Runner:
                 raise ValueError("retrieval reads the query's words: pass text=")
             *cross, sentence = self.encoder.run([*self._cross_names, "sentence"], {"input_ids": input_ids, "source_mask": mask})
             choice = self.index.vote(sentence, [source_text(text, self.lowercase, self.lexicon)])[0]
-            choose = self.tries.steer(choice.head, choice.shares, FLOOR)
+            choose = self.tries.steer(choice.head, choice.shares, FLOOR, choice.numbers)
         else:
             cross = self.encode(input_ids, mask)
         past = self.empty_cache()

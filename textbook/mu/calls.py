@@ -42,14 +42,15 @@ class CallTrie:
         return self.next.get(tuple(prefix), [self.eos])
 
 
-# Retrieval chooses a setting and the kind of action; within the kind (on or off, more or less) the decoder's
-# reading and the neighbours' votes are weighed together (`Steer`). A mean-pooled sentence embedding barely moves
-# with "not" and "don't", the decoder reads every token: on the development set (session 16) leaving the direction
-# to the decoder alone took negated requests from 69% to 90% and the whole set from 59.1% to 60.9%; weighing both
-# (session 17) took indirect problem statements ("the words are too small") from 40% to 53% and the whole set from
-# 61.2% to 65.6%, negated requests unchanged (90%). Its cost: the own validation split's template negations ("don't
-# turn on X"), whose neighbours say "turn on X", fell from 62% to 52% (a larger FLOOR costs less there, and more on
-# the development set). Since session 20 a request with a negation word gets no prior (neighbours.py NEGATION).
+# Retrieval chooses a setting and the kind of action; within the kind the decoder's reading and the neighbours' votes
+# are weighed together (`Steer`): on or off, more or less, and since session 21 the value. A mean-pooled sentence
+# embedding barely moves with "not" and "don't", the decoder reads every token: on the development set (session 16)
+# leaving the direction to the decoder alone took negated requests from 69% to 90% and the whole set from 59.1% to
+# 60.9%; weighing both (session 17) took indirect problem statements ("the words are too small") from 40% to 53% and
+# the whole set from 61.2% to 65.6%, negated requests unchanged (90%). Since session 20 a request with a negation
+# word gets no prior (neighbours.py NEGATION). The value: a short fine-tune copies "weekly" into every_month and
+# "1680x1050" into 1366x768 now and then; the neighbours' values and the numbers the request writes know better
+# (session 21, below).
 FAMILIES = {"on": "on/off", "off": "on/off", "increase": "increase/decrease", "decrease": "increase/decrease"}
 
 
@@ -67,15 +68,23 @@ def head_of(call: str) -> str:
     return f"{action} {parsed['id']}" if parsed.get("id") else action
 
 
-class Steer:
-    """Decoding within one head whose calls have several actions: the head's tokens are allowed, and each is nudged by
-    log(share + floor), where share is the part of the neighbours' vote that went to the actions the token still
-    leads to. The decoder's log-probability plus that prior is a product of the two experts; where the actions
-    part (at the action's token) it decides, before and after it the bias is the same for every token and changes
-    nothing. The answer's score stays the decoder's own (Mu.generate_scored `scored_by`)."""
+def number_of(call: str) -> str | None:
+    """A call's numeric value as a request writes it (`70`, `1.5`), or None (no value, or a word)."""
+    value = json.loads(call).get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
-    def __init__(self, head: CallTrie, actions: list[tuple[CallTrie, float]], floor: float):
-        self.head, self.actions, self.floor = head, actions, floor
+
+class Steer:
+    """Decoding within one head, nudged by a prior over some of its calls: the head's tokens are allowed, and each is
+    nudged by log(share + floor), where share is the part of the prior that went to the calls the token still leads
+    to. The decoder's log-probability plus that prior is a product of the two experts; where the calls part (at the
+    action's token, at the value's) it decides, elsewhere the bias is the same for every token and changes nothing.
+    The answer's score stays the decoder's own (Mu.generate_scored `scored_by`)."""
+
+    def __init__(self, head: CallTrie, options: list[tuple[CallTrie, float]], floor: float):
+        self.head, self.options, self.floor = head, options, floor
 
     def __call__(self, prefix: Sequence[int]) -> list[int]:
         return self.head.allowed(prefix)
@@ -83,25 +92,20 @@ class Steer:
     def bias(self, prefix: Sequence[int], tokens: Sequence[int]) -> list[float] | None:
         """The prior of each of `tokens` after `prefix`; None where it is the same for all (nothing to weigh)."""
         key = tuple(prefix)
-        shares = [sum(share for trie, share in self.actions if token in trie.next.get(key, ())) for token in tokens]
+        shares = [sum(share for trie, share in self.options if token in trie.next.get(key, ())) for token in tokens]
         return [math.log(s + self.floor) for s in shares] if len(set(shares)) > 1 else None
 
 
 class CallTries:
-    """The trie of every valid call, and one per head and per action (built when first asked for): decoding
+    """The trie of every valid call, and one per head (and per call, built when first asked for): decoding
     restricted to one setting's calls, with the full trie still the one the answer's probability is taken over."""
 
     def __init__(self, calls: Sequence[str], tokenizer, eos: int):
         self.tokenizer, self.eos = tokenizer, eos
         self.full = CallTrie.from_calls(calls, tokenizer, eos)
         self.by_head: dict[str, list[str]] = {}
-        self.by_action: dict[str, list[str]] = {}
-        self.actions_of: dict[str, list[str]] = {}  # head -> its calls' exact actions, sorted
         for call in calls:
             self.by_head.setdefault(head_of(call), []).append(call)
-            self.by_action.setdefault(action_of(call), []).append(call)
-        for head, head_calls in self.by_head.items():
-            self.actions_of[head] = sorted({action_of(call) for call in head_calls})
         self._tries: dict[str, CallTrie] = {}
 
     def _trie(self, key: str, calls: list[str]) -> CallTrie:
@@ -115,14 +119,22 @@ class CallTries:
             return self.full.allowed
         return self._trie(f"head {head}", self.by_head[head]).allowed
 
-    def steer(self, head: str, shares: dict[str, float], floor: float):
-        """The `allowed` function of one head's calls, a `Steer` by the neighbours' `shares` (action_of -> part of the
-        head's vote) when the head has calls of several actions."""
-        actions = self.actions_of.get(head, [])
-        if len(actions) < 2:
+    def steer(self, head: str, shares: dict[str, float], floor: float, numbers: Sequence[str] = ()):
+        """The `allowed` function of one head's calls, a `Steer` by the neighbours' `shares` (exact call -> part of the
+        head's vote) when the head has several calls. A number the request writes (`numbers`) that is a value of
+        the head takes its action's share from the voters' values: "brightness to 72" is 72 whatever the neighbours
+        said (session 21, the own validation split: +0.2 points beside the voted values' +1.2)."""
+        calls = self.by_head.get(head, [])
+        if len(calls) < 2 or not shares:
             return self.allowed_for(head)
-        return Steer(self._trie(f"head {head}", self.by_head[head]),
-                     [(self._trie(f"action {a}", self.by_action[a]), shares.get(a, 0.0)) for a in actions], floor)
+        written = [call for call in calls if numbers and number_of(call) in numbers]
+        for action in {action_of(call) for call in written}:
+            own = [call for call in written if action_of(call) == action]
+            total = sum(share for call, share in shares.items() if action_of(call) == action)
+            shares = {call: share for call, share in shares.items() if action_of(call) != action}
+            shares.update({call: total / len(own) for call in own})
+        return Steer(self._trie(f"head {head}", calls), [(self._trie(f"call {call}", [call]), share)
+                                                         for call, share in shares.items()], floor)
 
 
 def save_calls(directory: str | Path, calls: Sequence[str]) -> None:

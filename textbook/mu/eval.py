@@ -33,7 +33,7 @@ from textbook.mu.checkpoint import WEIGHTS, load_lexicon, load_model, tokenizer_
 from textbook.mu.compare import outcomes, wilson
 from textbook.mu.data import IGNORE, BatchStream, check_shards
 from textbook.mu.evalconfig import EvalLMConfig, EvalSettingsConfig
-from textbook.mu.neighbours import FLOOR, K, LEXICAL, TEMPERATURE, Neighbours, load_neighbours
+from textbook.mu.neighbours import FLOOR, K, LEXICAL, REBUILD, TEMPERATURE, Neighbours, load_neighbours
 from textbook.mu.sentence import pooled
 from textbook.mu.tokenizer import load_tokenizer, source_text
 from textbook.shards import atomic_write_bytes, atomic_write_json, read_shard, sha256_file
@@ -110,7 +110,7 @@ def answer(model, src: torch.Tensor, mask: torch.Tensor, tries: CallTries | None
     memory = model.encode(src, mask)
     vectors = F.normalize(pooled(memory, mask).float(), dim=-1).cpu()
     choices = index.choose((vectors @ torch.from_numpy(index.vectors).T).numpy(), texts)  # torch's threads: see .choose
-    return model.generate_scored(src, mask, allowed=[tries.steer(c.head, c.shares, FLOOR) for c in choices],
+    return model.generate_scored(src, mask, allowed=[tries.steer(c.head, c.shares, FLOOR, c.numbers) for c in choices],
                                  scored_by=tries.full.allowed, memory=memory)
 
 
@@ -155,7 +155,7 @@ def eval_settings(
     lexicon = load_lexicon(run, cfg)
     calls = (load_calls(run) or calls) if config.constrained else None
     tries = CallTries(calls, tokenizer, cfg.eos_id) if calls else None
-    index = load_neighbours(run, sha256_file(Path(run) / WEIGHTS)) if tries is not None and config.retrieval else None
+    index = load_neighbours(run, sha256_file(Path(run) / WEIGHTS), REBUILD) if tries is not None and config.retrieval else None
     table = read_rows([Path(d) for d in data], split)
     if config.limit:
         table = table.slice(0, config.limit)

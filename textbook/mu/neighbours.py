@@ -11,15 +11,16 @@ make theirs (k-nearest-neighbour voting over a fine-tuned encoder; cf. kNN-LM, K
    encoder's pooled states and a fifth (`LEXICAL`) the cosine of their words (words.py: the exact words a short
    fine-tune blurs); the K nearest vote, each with weight exp(similarity / T), for the *head* of their call (its
    setting and the kind of action: calls.py `head_of`), and the head with the most weight wins;
-2. the decoder writes the call constrained to that head's valid calls. Where the head's calls have two actions
-   (on or off, more or less) the voters of the winning head also say which they chose, and the decoder's
-   log-probability of each action's token is added to log(share + FLOOR) (calls.py `Steer`): the decoder reads
-   "not" and "don't", which a sentence vector barely registers; the neighbours know that "too small" means
-   bigger. A request with a negation word (`NEGATION`: "don't", "not", "no", "never", ...) gets no such prior:
-   its neighbours are mostly the same words without the negation, or with one negation where it has two, and
-   their action is the wrong one as often as not ("i don't want bluetooth to not be on": "i don't want bluetooth
-   on" is the nearest). Values ("set brightness to 30") are the decoder's alone. A head with no valid call falls
-   back to every valid call.
+2. the decoder writes the call constrained to that head's valid calls. Where the head has several calls the
+   voters of the winning head also say which one they chose, action and value, and the decoder's log-probability
+   of each token where the calls part is added to log(share + FLOOR) (calls.py `Steer`): the decoder reads "not"
+   and "don't", which a sentence vector barely registers; the neighbours know that "too small" means bigger and
+   that "weekly" is every_week. A number the request writes that is one of the head's values ("brightness to 72")
+   takes the voters' share of its action from their values (`NUMBER`). A request with a negation word
+   (`NEGATION`: "don't", "not", "no", "never", ...) gets no such prior: its neighbours are mostly the same words
+   without the negation, or with one negation where it has two, and their action is the wrong one as often as not
+   ("i don't want bluetooth to not be on": "i don't want bluetooth on" is the nearest). A head with no valid call
+   falls back to every valid call.
 
 The answer's confidence stays the model's probability of the call among all valid calls (`--min-confidence`).
 K, T, the heads, LEXICAL and FLOOR were chosen on a development set written for that
@@ -27,7 +28,7 @@ K, T, the heads, LEXICAL and FLOOR were chosen on a development set written for 
 evaluation set.
 
 The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head and exact
-action, the requests' word index (words.py) and the SHA-256 of the weights that made them; numpy reads it without
+call, the requests' word index (words.py) and the SHA-256 of the weights that made them; numpy reads it without
 pickle. This module needs numpy only (the exported runner uses it); `build` imports torch.
 """
 
@@ -46,7 +47,8 @@ from textbook.errors import TextbookError
 from textbook.mu.words import Words
 
 INDEX_FILE = "neighbours.npz"
-FORMAT = "textbook-neighbours/2"  # /2 added each request's exact action and the word index (session 17)
+REBUILD = "rebuild it: run the run's `textbook train` command again with --resume"  # a finished run then only indexes
+FORMAT = "textbook-neighbours/3"  # /2 added each request's exact action and the word index (session 17), /3 its exact call
 K = 5  # neighbours that vote
 TEMPERATURE = 0.02  # vote weight exp(similarity / T): a neighbour 0.02 less similar weighs e times less
 LEXICAL = 0.2  # the word similarity's part of a neighbour's similarity (words.py), the encoder's the rest
@@ -57,12 +59,14 @@ BATCH = 512  # requests per encoder pass while indexing
 # 82.5 -> 83.9%; the development set +1.1 and +0.7). Its cost: a long request with an incidental "not" ("i'm not
 # good with computers but ...") loses the prior too; on the real-style set the rule alone lost 4 requests net, p = 0.22.
 NEGATION = re.compile(r"\b(?:not|no|never|cannot|without|(?:do|does|did|is|are|was|were|wo|ca|could|should|would|have|has)(?:n't|n’t|nt))\b")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")  # "72", "1.5"; "72%" and "125dpi" too
 
 
 @dataclass(frozen=True, slots=True)
 class Choice:
     head: str  # the winning head (calls.py head_of)
-    shares: dict[str, float]  # its voters' weight by exact action (calls.py action_of), summing to 1; {} if negated
+    shares: dict[str, float]  # its voters' weight by exact call, summing to 1; {} if negated
+    numbers: tuple[str, ...] = ()  # the numbers the request writes (calls.py CallTries.steer); () if negated
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,8 @@ class Neighbours:
     vectors: np.ndarray  # (N, D) float32, unit rows
     head_ids: np.ndarray  # (N,) int32 into heads
     heads: tuple[str, ...]
-    action_ids: np.ndarray  # (N,) int32 into actions
-    actions: tuple[str, ...]
+    call_ids: np.ndarray  # (N,) int32 into calls
+    calls: tuple[str, ...]  # each indexed request's exact call, value included
     words: Words  # the same N requests' words
     weights_sha256: str  # of the model.safetensors the vectors were made with
 
@@ -103,9 +107,9 @@ class Neighbours:
             negated = NEGATION.search(text) is not None  # the direction is then the decoder's alone
             for j, w in zip(idx, weight):
                 if self.head_ids[j] == winner and not negated:
-                    action = self.actions[self.action_ids[j]]
-                    shares[action] = shares.get(action, 0.0) + float(w) / by_head[winner]
-            choices.append(Choice(self.heads[winner], shares))
+                    call = self.calls[self.call_ids[j]]
+                    shares[call] = shares.get(call, 0.0) + float(w) / by_head[winner]
+            choices.append(Choice(self.heads[winner], shares, () if negated else tuple(NUMBER.findall(text))))
         return choices
 
     def save(self, path: Path) -> None:
@@ -113,8 +117,8 @@ class Neighbours:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as fh:
             np.savez(fh, vectors=self.vectors.astype(np.float16), head_ids=self.head_ids.astype(np.int32),
-                     heads=np.array(self.heads, dtype=str), action_ids=self.action_ids.astype(np.int32),
-                     actions=np.array(self.actions, dtype=str), weights_sha256=np.array(self.weights_sha256),
+                     heads=np.array(self.heads, dtype=str), call_ids=self.call_ids.astype(np.int32),
+                     calls=np.array(self.calls, dtype=str), weights_sha256=np.array(self.weights_sha256),
                      format=np.array(FORMAT), **self.words.arrays())
         os.replace(tmp, path)
 
@@ -129,14 +133,14 @@ class Neighbours:
                 if "format" not in data.files or str(data["format"]) != FORMAT:
                     raise TextbookError(f"{path} is from another version of textbook: {remedy}")
                 index = cls(data["vectors"].astype(np.float32), data["head_ids"].astype(np.int32),
-                            tuple(str(h) for h in data["heads"]), data["action_ids"].astype(np.int32),
-                            tuple(str(a) for a in data["actions"]), Words.from_arrays(data), str(data["weights_sha256"]))
+                            tuple(str(h) for h in data["heads"]), data["call_ids"].astype(np.int32),
+                            tuple(str(c) for c in data["calls"]), Words.from_arrays(data), str(data["weights_sha256"]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # cut short, an array missing, pickled
             raise TextbookError(f"{path} is damaged ({exc}): {remedy}") from None
         n = len(index.head_ids)
-        if index.vectors.ndim != 2 or len(index.vectors) != n or len(index.action_ids) != n or index.words.size != n or (
+        if index.vectors.ndim != 2 or len(index.vectors) != n or len(index.call_ids) != n or index.words.size != n or (
                 n and not (0 <= index.head_ids.min() <= index.head_ids.max() < len(index.heads)
-                           and 0 <= index.action_ids.min() <= index.action_ids.max() < len(index.actions))):
+                           and 0 <= index.call_ids.min() <= index.call_ids.max() < len(index.calls))):
             raise TextbookError(f"{path} is damaged (its arrays disagree): {remedy}")
         if weights_sha256 is not None and index.weights_sha256 != weights_sha256:
             raise TextbookError(f"{path} was built for other weights than this model's: {remedy}")
@@ -154,7 +158,7 @@ def build(model, tokenizer, lexicon, pairs: list[tuple[str, str]], *, size: int,
     """Index up to `size` distinct (query, call) pairs, drawn with `seed`: each query's pooled encoder state."""
     import torch
 
-    from textbook.mu.calls import action_of, head_of
+    from textbook.mu.calls import head_of
     from textbook.mu.eval import encode_queries, pad_rows
     from textbook.mu.model import attention_kernels
     from textbook.mu.sentence import pooled
@@ -180,10 +184,10 @@ def build(model, tokenizer, lexicon, pairs: list[tuple[str, str]], *, size: int,
             pooled_states = pooled(model.encode(src, mask), mask).float()
             vectors[idx] = torch.nn.functional.normalize(pooled_states, dim=-1).cpu().numpy()
     heads = sorted({head_of(call) for _, call in distinct})
-    actions = sorted({action_of(call) for _, call in distinct})
+    calls = sorted({call for _, call in distinct})
     head_number = {h: i for i, h in enumerate(heads)}
-    action_number = {a: i for i, a in enumerate(actions)}
+    call_number = {c: i for i, c in enumerate(calls)}
     head_ids = np.array([head_number[head_of(call)] for _, call in distinct], dtype=np.int32)
-    action_ids = np.array([action_number[action_of(call)] for _, call in distinct], dtype=np.int32)
+    call_ids = np.array([call_number[call] for _, call in distinct], dtype=np.int32)
     words = Words.fit(texts)
-    return Neighbours(vectors, head_ids, tuple(heads), action_ids, tuple(actions), words, weights_sha256)
+    return Neighbours(vectors, head_ids, tuple(heads), call_ids, tuple(calls), words, weights_sha256)
