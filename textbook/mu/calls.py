@@ -106,6 +106,7 @@ class CallTries:
         self.by_head: dict[str, list[str]] = {}
         for call in calls:
             self.by_head.setdefault(head_of(call), []).append(call)
+        self.number = {call: number_of(call) for call in calls}  # parsed once: steer reads them for every request
         self._tries: dict[str, CallTrie] = {}
 
     def _trie(self, key: str, calls: list[str]) -> CallTrie:
@@ -127,7 +128,7 @@ class CallTries:
         calls = self.by_head.get(head, [])
         if len(calls) < 2 or not shares:
             return self.allowed_for(head)
-        written = [call for call in calls if numbers and number_of(call) in numbers]
+        written = [call for call in calls if self.number[call] in numbers] if numbers else []
         for action in {action_of(call) for call in written}:
             own = [call for call in written if action_of(call) == action]
             total = sum(share for call, share in shares.items() if action_of(call) == action)
