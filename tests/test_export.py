@@ -206,7 +206,8 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
     # value is the neighbours' unless the decoder is far surer of another.
     brightness = head_of(SETTINGS[2][1])
     none = np.zeros(len(index), dtype=np.int32)
-    forced = Neighbours(index.vectors, none, (brightness,), none, (SETTINGS[2][1],), index.words, index.weights_sha256)
+    forced = Neighbours(index.vectors, none, (brightness,), none, (SETTINGS[2][1],), index.negations, index.words,
+                        index.weights_sha256)
     run, out = tmp_path / "run", tmp_path / "out"
     shutil.copytree(root / "run", run)
     shutil.copytree(root / "out", out)
@@ -248,7 +249,7 @@ def test_retrieval_chooses_the_setting_in_eval_export_and_infer(exported, tmp_pa
     # Neighbours that all turn bluetooth off: "turn on bluetooth" is still answered within on/off bluetooth, the prior
     # pulls it to off, and the exported runner weighs the two as PyTorch does, token for token.
     on, off = SETTINGS[0][1], SETTINGS[1][1]
-    forced = Neighbours(index.vectors, none, (head_of(off),), none, (off,), index.words, index.weights_sha256)
+    forced = Neighbours(index.vectors, none, (head_of(off),), none, (off,), index.negations, index.words, index.weights_sha256)
     forced.save(out / INDEX_FILE)
     steer = tries.steer(head_of(off), {off: 1.0}, FLOOR)
     for query in (SETTINGS[0][0], SETTINGS[1][0], SETTINGS[4][0]):

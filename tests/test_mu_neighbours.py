@@ -1,5 +1,6 @@
 """Retrieval (textbook/mu/neighbours.py): the vote, the word index (words.py), the index file, per-head decoding and
-the prior on the action and the value (calls.py CallTries, Steer)."""
+the prior on the action and the value, and for a negated request from the requests that negate as often (calls.py
+CallTries, Steer)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from textbook.errors import TextbookError  # noqa: E402
 from textbook.mu.calls import CallTries, Steer, action_of, head_of  # noqa: E402
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
-from textbook.mu.neighbours import FLOOR, FORMAT, INDEX_FILE, LEXICAL, TEMPERATURE, Choice, Neighbours, load_neighbours  # noqa: E402
+from textbook.mu.neighbours import (FLOOR, FORMAT, INDEX_FILE, LEXICAL, NEGATION, TEMPERATURE, Choice, Neighbours,  # noqa: E402
+                                    load_neighbours)
 from textbook.mu.words import Words  # noqa: E402
 
 HEADS = ('{"action":"on","id":"a"}', '{"action":"on","id":"b"}')
@@ -33,7 +35,8 @@ def _index(vectors, head_ids, texts=None, sha="w") -> Neighbours:
     """An index of `vectors` whose heads (and calls) are HEADS[head_ids]; without `texts`, requests that share no word."""
     head_ids = np.asarray(head_ids, dtype=np.int32)
     texts = texts or [f"w{i}x" for i in range(len(head_ids))]
-    return Neighbours(_unit(vectors), head_ids, HEADS, head_ids.copy(), HEADS, Words.fit(texts), sha)
+    negations = np.array([len(NEGATION.findall(t)) for t in texts], dtype=np.int8)
+    return Neighbours(_unit(vectors), head_ids, HEADS, head_ids.copy(), HEADS, negations, Words.fit(texts), sha)
 
 
 def test_a_head_is_the_setting_and_the_kind_of_action():
@@ -88,16 +91,36 @@ def test_the_winning_heads_voters_share_out_its_calls():
     heads = ("on/off x", "on/off y")
     off_x, on_x, on_y = '{"action":"off","id":"x"}', '{"action":"on","id":"x"}', '{"action":"on","id":"y"}'
     index = Neighbours(_unit([_at(0.9)] * 5), np.array([0, 0, 0, 0, 1], np.int32), heads,
-                       np.array([0, 0, 0, 1, 2], np.int32), (off_x, on_x, on_y), Words.fit(["a"] * 5), "w")
+                       np.array([0, 0, 0, 1, 2], np.int32), (off_x, on_x, on_y), np.zeros(5, np.int8), Words.fit(["a"] * 5), "w")
     (choice,) = index.vote(np.array([[1.0, 0.0, 0.0]]), ["q"])
     assert choice == Choice("on/off x", {off_x: pytest.approx(0.75), on_x: pytest.approx(0.25)}, ())
     # the numbers a request writes travel with the choice ("72%", "1.5x", "125dpi" as typed)
     assert index.vote(np.array([[1.0, 0.0, 0.0]]), ["x to 72% and 1.5x, 125dpi"])[0].numbers == ("72", "1.5", "125")
-    # a negated request's neighbours choose the setting, not the direction: "don't", "not", "no" leave it to the decoder
+    # a negated request's neighbours that do not negate choose the setting, not the direction: "don't", "not", "no"
+    # leave it to the decoder when no request of the head negates as often
     for text in ["i don't want x to not be on", "i dont want x", "x shouldn't be off", "no x", "never x", "x can’t"]:
         assert index.vote(np.array([[1.0, 0.0, 0.0]]), [text]) == [Choice("on/off x", {})], text
     for text in ["x now", "notifications on", "knot x", "nothing on x", "snow mode"]:  # words that merely contain one
         assert index.vote(np.array([[1.0, 0.0, 0.0]]), [text])[0].shares, text
+
+
+def test_a_negated_request_takes_its_direction_from_requests_that_negate_as_often():
+    """"i don't want x to not be on" is nearest to "i don't want x on" (OFF), but the requests of its head negated
+    twice, however far down the list, say ON; those negated once say OFF for a request negated once."""
+    texts = ["i don't want x on", "don't turn x on", "x on", "turn on x", "i don't want x to not be on",
+             "don't let x not work", "y off", "y on"]
+    calls = ('{"action":"off","id":"x"}', '{"action":"on","id":"x"}', '{"action":"on","id":"y"}')
+    heads = ("on/off x", "on/off y")
+    index = Neighbours(_unit([_at(0.99), _at(0.98), _at(0.97), _at(0.96), _at(0.5), _at(0.4), _at(0.2), _at(0.1)]),
+                       np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int32), heads, np.array([0, 0, 1, 1, 1, 1, 2, 2], np.int32),
+                       calls, np.array([len(NEGATION.findall(t)) for t in texts], np.int8), Words.fit(["a"] * 8), "w")
+    query = np.array([[1.0, 0.0, 0.0]])
+    twice, once = index.vote(query, ["i don't want x to not work"])[0], index.vote(query, ["i don't want x"])[0]
+    assert twice.head == once.head == "on/off x" and twice.numbers == once.numbers == ()
+    assert twice.shares == {calls[1]: pytest.approx(1.0)}  # the two requests negated twice, both ON
+    assert once.shares == {calls[0]: pytest.approx(1.0)}  # the two negated once: OFF
+    assert index.vote(query, ["x on"])[0].shares[calls[0]] > 0.5  # not negated: the 5 nearest, as before
+    assert index.vote(query, ["never not no x"])[0] == Choice("on/off x", {})  # three negations: no request of the head
 
 
 def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_path):
@@ -115,7 +138,7 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         load_neighbours(tmp_path, "def")
     assert load_neighbours(tmp_path / "nowhere") is None
     good = dict(np.load(tmp_path / INDEX_FILE, allow_pickle=False))
-    assert str(good["format"]) == FORMAT == "textbook-neighbours/3"
+    assert str(good["format"]) == FORMAT == "textbook-neighbours/4"
 
     def damaged(**change):
         with (tmp_path / INDEX_FILE).open("wb") as fh:
@@ -131,6 +154,8 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         damaged(format=np.array("textbook-neighbours/1"))  # session 16's, without actions or words
     with pytest.raises(TextbookError, match="another version of textbook"):
         damaged(format=np.array("textbook-neighbours/2"))  # sessions 17-20's, without the values
+    with pytest.raises(TextbookError, match="another version of textbook"):
+        damaged(format=np.array("textbook-neighbours/3"))  # session 21's, without the negation counts
     with pytest.raises(TextbookError, match="damaged"):  # an object array would need unpickling: refused, never loaded
         damaged(vectors=np.array([{"x": 1}], dtype=object))
     with pytest.raises(TextbookError, match="damaged"):
@@ -139,6 +164,8 @@ def test_the_index_file_round_trips_and_refuses_other_weights_and_damage(tmp_pat
         damaged(head_ids=np.array([0, 7] * 25, np.int32))  # a head id out of range
     with pytest.raises(TextbookError, match="arrays disagree"):
         damaged(call_ids=np.array([0, 1, 2] * 16 + [0, 9], np.int32))
+    with pytest.raises(TextbookError, match="arrays disagree"):
+        damaged(negations=np.zeros(3, np.int8))
     with pytest.raises(TextbookError, match="word index disagrees"):
         damaged(words_docs=good["words_docs"] + 50)  # postings past the last request
     with pytest.raises(TextbookError, match="damaged"):
