@@ -48,9 +48,9 @@ class CallTrie:
 # leaving the direction to the decoder alone took negated requests from 69% to 90% and the whole set from 59.1% to
 # 60.9%; weighing both (session 17) took indirect problem statements ("the words are too small") from 40% to 53% and
 # the whole set from 61.2% to 65.6%, negated requests unchanged (90%). A request with negation words takes its prior
-# from the requests that negate as often (session 22; neighbours.py NEGATION), and none from numbers. The value: a short fine-tune copies "weekly" into every_month and
-# "1680x1050" into 1366x768 now and then; the neighbours' values and the numbers the request writes know better
-# (session 21, below).
+# from the requests that negate as often (session 22; neighbours.py NEGATION), and none from numbers. The value: a
+# short fine-tune copies "weekly" into every_month and "1680x1050" into 1366x768 now and then; the neighbours' values
+# and the numbers the request writes know better (session 21, below).
 FAMILIES = {"on": "on/off", "off": "on/off", "increase": "increase/decrease", "decrease": "increase/decrease"}
 
 

@@ -30,7 +30,8 @@ evaluation set.
 
 The index is RUN/neighbours.npz (and a copy in the export): unit vectors (N, D) float16, each one's head, exact
 call and number of negation words, the requests' word index (words.py) and the SHA-256 of the weights that made
-them; numpy reads it without pickle. This module needs numpy only (the exported runner uses it); `build` imports torch.
+them; numpy reads it without pickle. This module needs numpy only (the exported runner uses it); `build` imports
+torch.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ BATCH = 512  # requests per encoder pass while indexing
 # Words that negate what follows. Until session 20 a negated request took its direction from its nearest neighbours,
 # which mostly negate less or not at all; then from the decoder alone (one run's own validation requests: call
 # 85.1 -> 87.0%, negations 69 -> 79%, McNemar p = 0.0009); since session 22 from the winning head's requests that
-# negate as often (own validation requests 89.8 -> 91.3% and 88.8 -> 90.1% on two runs, negations 78 -> 85%).
+# negate as often (own validation requests 89.8 -> 91.2% and 88.8 -> 90.1% on two runs, negations 78 -> 84%).
 NEGATION = re.compile(r"\b(?:not|no|never|cannot|without|(?:do|does|did|is|are|was|were|wo|ca|could|should|would|have|has)(?:n't|n’t|nt))\b")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")  # "72", "1.5"; "72%" and "125dpi" too
 
@@ -113,10 +114,11 @@ class Neighbours:
             else:
                 voters = idx[self.head_ids[idx] == winner]
             weight = np.exp((row[voters] - row[voters].max()) / TEMPERATURE) if len(voters) else row[:0]
+            weight = weight / weight.sum() if len(voters) else weight
             shares: dict[str, float] = {}
             for j, w in zip(voters, weight):
                 call = self.calls[self.call_ids[j]]
-                shares[call] = shares.get(call, 0.0) + float(w) / float(weight.sum())
+                shares[call] = shares.get(call, 0.0) + float(w)
             choices.append(Choice(self.heads[winner], shares, () if negations else tuple(NUMBER.findall(text))))
         return choices
 
