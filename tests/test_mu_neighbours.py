@@ -14,8 +14,8 @@ from textbook.errors import TextbookError  # noqa: E402
 from textbook.mu.calls import CallTries, Steer, action_of, head_of  # noqa: E402
 from textbook.mu.config import preset  # noqa: E402
 from textbook.mu.model import Mu  # noqa: E402
-from textbook.mu.neighbours import (FLOOR, FORMAT, INDEX_FILE, LEXICAL, NEGATION, TEMPERATURE, Choice, Neighbours,  # noqa: E402
-                                    load_neighbours)
+from textbook.mu.neighbours import (FLOOR, FORMAT, INDEX_FILE, LEXICAL, TEMPERATURE, Choice, Neighbours,  # noqa: E402
+                                    load_neighbours, negations_in)
 from textbook.mu.words import Words  # noqa: E402
 
 HEADS = ('{"action":"on","id":"a"}', '{"action":"on","id":"b"}')
@@ -35,7 +35,7 @@ def _index(vectors, head_ids, texts=None, sha="w") -> Neighbours:
     """An index of `vectors` whose heads (and calls) are HEADS[head_ids]; without `texts`, requests that share no word."""
     head_ids = np.asarray(head_ids, dtype=np.int32)
     texts = texts or [f"w{i}x" for i in range(len(head_ids))]
-    negations = np.array([len(NEGATION.findall(t)) for t in texts], dtype=np.int8)
+    negations = np.array([negations_in(t) for t in texts], dtype=np.int8)
     return Neighbours(_unit(vectors), head_ids, HEADS, head_ids.copy(), HEADS, negations, Words.fit(texts), sha)
 
 
@@ -113,7 +113,7 @@ def test_a_negated_request_takes_its_direction_from_requests_that_negate_as_ofte
     heads = ("on/off x", "on/off y")
     index = Neighbours(_unit([_at(0.99), _at(0.98), _at(0.97), _at(0.96), _at(0.5), _at(0.4), _at(0.2), _at(0.1)]),
                        np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int32), heads, np.array([0, 0, 1, 1, 1, 1, 2, 2], np.int32),
-                       calls, np.array([len(NEGATION.findall(t)) for t in texts], np.int8), Words.fit(["a"] * 8), "w")
+                       calls, np.array([negations_in(t) for t in texts], np.int8), Words.fit(["a"] * 8), "w")
     query = np.array([[1.0, 0.0, 0.0]])
     twice, once = index.vote(query, ["i don't want x to not work"])[0], index.vote(query, ["i don't want x"])[0]
     assert twice.head == once.head == "on/off x" and twice.numbers == once.numbers == ()

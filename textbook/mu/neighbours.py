@@ -65,6 +65,11 @@ NEGATION = re.compile(r"\b(?:not|no|never|cannot|without|(?:do|does|did|is|are|w
 NUMBER = re.compile(r"\d+(?:\.\d+)?")  # "72", "1.5"; "72%" and "125dpi" too
 
 
+def negations_in(text: str) -> int:
+    """How many negation words `text` has (capped to fit the index's int8): the same count for queries and index."""
+    return min(len(NEGATION.findall(text)), 127)
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     head: str  # the winning head (calls.py head_of)
@@ -107,7 +112,7 @@ class Neighbours:
             for j, w in zip(idx, weight):
                 by_head[int(self.head_ids[j])] = by_head.get(int(self.head_ids[j]), 0.0) + float(w)
             winner = max(by_head, key=by_head.get)
-            negations = min(len(NEGATION.findall(text)), 127)
+            negations = negations_in(text)
             if negations:  # the direction from the head's requests that negate as often, wherever they rank
                 voters = np.flatnonzero((self.head_ids == winner) & (self.negations == negations))
                 voters = voters[np.argpartition(-row[voters], min(K, len(voters)) - 1)[:K]] if len(voters) else voters
@@ -202,5 +207,5 @@ def build(model, tokenizer, lexicon, pairs: list[tuple[str, str]], *, size: int,
     call_number = {c: i for i, c in enumerate(calls)}
     head_ids = np.array([head_number[head_of(call)] for _, call in distinct], dtype=np.int32)
     call_ids = np.array([call_number[call] for _, call in distinct], dtype=np.int32)
-    negations = np.array([min(len(NEGATION.findall(t)), 127) for t in texts], dtype=np.int8)
+    negations = np.array([negations_in(t) for t in texts], dtype=np.int8)
     return Neighbours(vectors, head_ids, tuple(heads), call_ids, tuple(calls), negations, Words.fit(texts), weights_sha256)
